@@ -1,0 +1,120 @@
+/* Direct 2-D convolution for CPU-class devices (also every linear layer, as a
+ * 1x1 convolution over [N, C, 1, 1]).
+ *
+ * Layouts: x is NCHW, y is NCHW. Weights are packed once at load into panels
+ * of OCT = VW * OCB output channels: w[OC/OCT][IC][KH][KW][OCT] (zero-padded
+ * past OC), so one work-item streams one contiguous panel.
+ *
+ * A work-item computes OCT output channels x PX consecutive output pixels of
+ * one row: PX x OCB vector accumulators, filled by FMAs of weight vectors
+ * with broadcast input scalars (explicit SIMD: PoCL does not vectorise
+ * scalar code across work-items). The input row segment a work-item needs is
+ * loaded once per (ic, ky) with zero padding applied there.
+ *
+ * Epilogue, in diffusers' order: v = acc + bias[oc] + bias2[n][oc]
+ * (bias2: the time-embedding projection a ResnetBlock2D adds after conv1);
+ * with RES: v = res + v; with DIV: v = v / out_div (the residual add and
+ * output_scale_factor, or an attention's rescale_output_factor); then act(v).
+ *
+ * Defines: VW (1, 2, 4, 8, 16) vector width; OCB vectors per work-item; PX
+ * pixels per work-item; KH, KW, S (stride); UPS (1: the input is read
+ * nearest-upsampled x2, fusing Upsample2D into the conv); HAS_BIAS,
+ * HAS_BIAS2, RES, DIV; ACT. Global range: (ceil(OW/PX), OH, N * ceil(OC/OCT)).
+ */
+
+#define OCT (VW * OCB)
+#define XS ((PX - 1) * S + KW)
+
+#if VW == 1
+#define VT float
+#define VLOAD(i, p) ((p)[i])
+#define VSTORE(v, p) ((p)[0] = (v))
+#else
+#define VT CU_CAT(float, VW)
+#define VLOAD(i, p) CU_CAT(vload, VW)(i, p)
+#define VSTORE(v, p) CU_CAT(vstore, VW)(v, 0, p)
+#endif
+
+#if UPS
+#define SRC(i) ((i) >> 1)
+#else
+#define SRC(i) (i)
+#endif
+
+__kernel void conv2d_f32(__global const float *x, uint x_off, __global const float *w,
+			 uint w_off, __global const float *bias, uint bias_off,
+			 __global const float *bias2, uint bias2_off, __global const float *res,
+			 uint res_off, __global float *y, uint y_off, int IC, int IH, int IW,
+			 int OC, int OH, int OW, int PT, int PL, float out_div)
+{
+	const int ox0 = get_global_id(0) * PX;
+	const int oy = get_global_id(1);
+	const int n_ocb = (OC + OCT - 1) / OCT;
+	const int n = get_global_id(2) / n_ocb;
+	const int ocb = get_global_id(2) - n * n_ocb;
+	/* logical input size: twice the stored one when upsampling on the fly */
+	const int LH = UPS ? 2 * IH : IH, LW = UPS ? 2 * IW : IW;
+	__global const float *xn = x + x_off + (size_t)n * IC * IH * IW;
+	__global const float *wp = w + w_off + (size_t)ocb * IC * KH * KW * OCT;
+
+	VT acc[PX][OCB];
+	for (int p = 0; p < PX; p++)
+		for (int b = 0; b < OCB; b++)
+			acc[p][b] = 0.0f;
+
+	const int ix0 = ox0 * S - PL;
+	for (int ic = 0; ic < IC; ic++) {
+		__global const float *xc = xn + (size_t)ic * IH * IW;
+		for (int ky = 0; ky < KH; ky++, wp += KW * OCT) {
+			const int iy = oy * S - PT + ky;
+			if (iy < 0 || iy >= LH)
+				continue;
+			__global const float *xr = xc + (size_t)SRC(iy) * IW;
+			float xs[XS];
+			for (int j = 0; j < XS; j++) {
+				const int ix = ix0 + j;
+				xs[j] = (ix >= 0 && ix < LW) ? xr[SRC(ix)] : 0.0f;
+			}
+			for (int kx = 0; kx < KW; kx++) {
+				VT wv[OCB];
+				for (int b = 0; b < OCB; b++)
+					wv[b] = VLOAD(b, wp + kx * OCT);
+				for (int p = 0; p < PX; p++) {
+					const VT a = (VT)(xs[p * S + kx]);
+					for (int b = 0; b < OCB; b++)
+						acc[p][b] = fma(wv[b], a, acc[p][b]);
+				}
+			}
+		}
+	}
+
+	for (int b = 0; b < OCB; b++) {
+		for (int p = 0; p < PX; p++) {
+			float o[VW];
+			const int ox = ox0 + p;
+			VSTORE(acc[p][b], o);
+			if (ox >= OW)
+				continue;
+			for (int l = 0; l < VW; l++) {
+				const int oc = ocb * OCT + b * VW + l;
+				if (oc >= OC)
+					break;
+				float v = o[l];
+#if HAS_BIAS
+				v += bias[bias_off + oc];
+#endif
+#if HAS_BIAS2
+				v += bias2[bias2_off + n * OC + oc];
+#endif
+				const size_t at = (((size_t)n * OC + oc) * OH + oy) * OW + ox;
+#if RES
+				v = res[res_off + at] + v;
+#endif
+#if DIV
+				v = v / out_div;
+#endif
+				y[y_off + at] = cu_act(v, ACT);
+			}
+		}
+	}
+}

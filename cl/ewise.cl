@@ -1,0 +1,154 @@
+/* Elementwise and data-movement kernels on contiguous float tensors.
+ * No tunable defines; one work-item per output element unless noted. */
+
+/* y = act(x) */
+__kernel void act_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+		      int n, int act)
+{
+	int i = get_global_id(0);
+	if (i < n)
+		y[y_off + i] = cu_act(x[x_off + i], act);
+}
+
+/* y = a + b */
+__kernel void add_f32(__global const float *a, uint a_off, __global const float *b, uint b_off,
+		      __global float *y, uint y_off, int n)
+{
+	int i = get_global_id(0);
+	if (i < n)
+		y[y_off + i] = a[a_off + i] + b[b_off + i];
+}
+
+/* y = x * alpha + beta (two roundings, as torch's 2 * x - 1) */
+__kernel void affine_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+			 int n, float alpha, float beta)
+{
+	int i = get_global_id(0);
+	if (i < n)
+		y[y_off + i] = x[x_off + i] * alpha + beta;
+}
+
+/* y[n, ...] = x[n, ...] / d[n], `inner` elements per batch item */
+__kernel void div_rows_f32(__global const float *x, uint x_off, __global const float *d,
+			   uint d_off, __global float *y, uint y_off, int n, int inner)
+{
+	int i = get_global_id(0);
+	if (i < n)
+		y[y_off + i] = x[x_off + i] / d[d_off + i / inner];
+}
+
+/* Channel concatenation of NC... tensors: y[n] = [a[n] (ca), b[n] (cb)], hw per channel */
+__kernel void concat_f32(__global const float *a, uint a_off, __global const float *b, uint b_off,
+			 __global float *y, uint y_off, int n, int ca, int cb, int hw)
+{
+	int i = get_global_id(0);
+	if (i >= n)
+		return;
+	int per = (ca + cb) * hw;
+	int bn = i / per, r = i - bn * per;
+	int c = r / hw;
+	y[y_off + i] = c < ca ? a[a_off + bn * ca * hw + r] : b[b_off + bn * cb * hw + r - ca * hw];
+}
+
+/* Nearest-neighbour resize of NCHW planes to (oh, ow), torch's rule:
+ * src = floor(dst * in / out). */
+__kernel void nearest_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+			  int planes, int ih, int iw, int oh, int ow, float sh, float sw)
+{
+	int ox = get_global_id(0), oy = get_global_id(1), pl = get_global_id(2);
+	if (ox >= ow || oy >= oh || pl >= planes)
+		return;
+	int iy = min((int)floor((float)oy * sh), ih - 1);
+	int ix = min((int)floor((float)ox * sw), iw - 1);
+	y[y_off + ((size_t)pl * oh + oy) * ow + ox] = x[x_off + ((size_t)pl * ih + iy) * iw + ix];
+}
+
+/* 2x2 average pooling, stride 2 (AvgPool2d(2, 2)). */
+__kernel void avgpool2_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+			   int planes, int ih, int iw, int oh, int ow)
+{
+	int ox = get_global_id(0), oy = get_global_id(1), pl = get_global_id(2);
+	if (ox >= ow || oy >= oh || pl >= planes)
+		return;
+	__global const float *p = x + x_off + ((size_t)pl * ih + 2 * oy) * iw + 2 * ox;
+	y[y_off + ((size_t)pl * oh + oy) * ow + ox] = (p[0] + p[1] + p[iw] + p[iw + 1]) * 0.25f;
+}
+
+/* upfirdn2d (diffusers' upfirdn2d_native) with a separable FIR kernel of
+ * `taps` taps k[i] * k[j]: zero-insertion upsampling by `up`, padding
+ * (pad0 before, pad1 after), correlation with the flipped kernel,
+ * subsampling by `down`. */
+__kernel void upfirdn2d_f32(__global const float *x, uint x_off, __global const float *k,
+			    uint k_off, __global float *y, uint y_off, int planes, int ih, int iw,
+			    int oh, int ow, int up, int down, int pad0, int taps)
+{
+	int ox = get_global_id(0), oy = get_global_id(1), pl = get_global_id(2);
+	if (ox >= ow || oy >= oh || pl >= planes)
+		return;
+	__global const float *xp = x + x_off + (size_t)pl * ih * iw;
+	float acc = 0.0f;
+	for (int a = 0; a < taps; a++) {
+		int py = oy * down + a - pad0; /* row in the upsampled, unpadded signal */
+		if (py < 0 || py % up != 0 || py / up >= ih)
+			continue;
+		float ka = k[k_off + taps - 1 - a];
+		for (int b = 0; b < taps; b++) {
+			int px = ox * down + b - pad0;
+			if (px < 0 || px % up != 0 || px / up >= iw)
+				continue;
+			acc += xp[(py / up) * iw + px / up] * (ka * k[k_off + taps - 1 - b]);
+		}
+	}
+	y[y_off + ((size_t)pl * oh + oy) * ow + ox] = acc;
+}
+
+/* Row gather: y[r] = table[idx[r]] (nn.Embedding); rows of `dim`. */
+__kernel void embed_f32(__global const int *idx, uint idx_off, __global const float *table,
+			uint t_off, __global float *y, uint y_off, int rows, int dim)
+{
+	int j = get_global_id(0), r = get_global_id(1);
+	if (j >= dim || r >= rows)
+		return;
+	y[y_off + (size_t)r * dim + j] = table[t_off + (size_t)idx[idx_off + r] * dim + j];
+}
+
+/* diffusers get_timestep_embedding: t[n] -> [sin | cos] (or [cos | sin] when
+ * flip), freq_i = exp(-ln(10000) * i / (nhalf - shift)), computed in float32
+ * in the same order as torch; an odd dim gets a zero last column. */
+__kernel void timestep_embed_f32(__global const float *t, uint t_off, __global float *y,
+				 uint y_off, int rows, int dim, int flip, float shift)
+{
+	int j = get_global_id(0), r = get_global_id(1);
+	if (j >= dim || r >= rows)
+		return;
+	int nhalf = dim / 2;
+	float v = 0.0f;
+	if (j < 2 * nhalf) {
+		int second = j >= nhalf;
+		int i = second ? j - nhalf : j;
+		float e = (-9.2103403719761836f * (float)i) / ((float)nhalf - shift);
+		float arg = t[t_off + r] * exp(e);
+		int use_cos = flip ? !second : second;
+		v = use_cos ? cos(arg) : sin(arg);
+	}
+	y[y_off + (size_t)r * dim + j] = v;
+}
+
+/* GaussianFourierProjection: x = log(t) if use_log; p = ((x * w) * 2) * pi;
+ * [sin | cos] or [cos | sin] when flip. w has `nhalf` entries. */
+__kernel void fourier_embed_f32(__global const float *t, uint t_off, __global const float *w,
+				uint w_off, __global float *y, uint y_off, int rows, int nhalf,
+				int use_log, int flip)
+{
+	int j = get_global_id(0), r = get_global_id(1);
+	if (j >= 2 * nhalf || r >= rows)
+		return;
+	int second = j >= nhalf;
+	int i = second ? j - nhalf : j;
+	float x = t[t_off + r];
+	if (use_log)
+		x = log(x);
+	float p = ((x * w[w_off + i]) * 2.0f) * 3.14159265358979323846f;
+	int use_cos = flip ? !second : second;
+	y[y_off + (size_t)r * 2 * nhalf + j] = use_cos ? cos(p) : sin(p);
+}

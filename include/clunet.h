@@ -1,0 +1,243 @@
+/*
+ * clunet — Hugging Face diffusers UNet models on any OpenCL device.
+ *
+ * A context owns one OpenCL device, its command queue, the on-disk program
+ * cache and the logging hook. A model is a diffusers checkpoint folder
+ * (config.json + diffusion_pytorch_model.safetensors) loaded onto that device.
+ * A forward call takes host tensors named after the arguments of diffusers'
+ * forward() and returns the output sample, computed as diffusers computes it.
+ *
+ *     clunet_context_t *ctx = NULL;
+ *     clunet_model_t *model = NULL;
+ *     if (clunet_context_create(NULL, &ctx) != CLUNET_OK ||
+ *         clunet_model_load(ctx, "ddpm-cifar10-32", NULL, &model) != CLUNET_OK) {
+ *             fprintf(stderr, "%s\n", clunet_last_error());
+ *             return 1;
+ *     }
+ *     int64_t t = 999;
+ *     clunet_tensor in[2] = {
+ *             { "sample", CLUNET_F32, 4, { 1, 3, 32, 32 }, noise },
+ *             { "timestep", CLUNET_I64, 0, { 0 }, &t },
+ *     };
+ *     clunet_output out;
+ *     if (clunet_model_forward(model, in, 2, &out) == CLUNET_OK)
+ *             use(out.data, out.shape);   // valid until the next forward or free
+ *     clunet_model_free(model);
+ *     clunet_context_destroy(ctx);
+ *
+ * Every call returns a clunet_status; on failure clunet_last_error() gives a
+ * message (per thread) naming the file, key, tensor or OpenCL call at fault.
+ * The library never prints and never exits: warnings and debug messages go to
+ * the log callback of the context options, if one is set.
+ *
+ * Threads: a context and its models may be used from one thread at a time.
+ * Distinct contexts are independent.
+ */
+#ifndef CLUNET_H
+#define CLUNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLUNET_VERSION "0.1.0"
+#define CLUNET_MAX_DIMS 6
+
+typedef enum clunet_status {
+	CLUNET_OK = 0,
+	CLUNET_ERR_ARGUMENT,      /* an API argument is invalid */
+	CLUNET_ERR_IO,            /* a file is missing, unreadable or unwritable */
+	CLUNET_ERR_FORMAT,        /* a file is malformed (safetensors, JSON) */
+	CLUNET_ERR_CONFIG,        /* a config.json value diffusers does not allow */
+	CLUNET_ERR_WEIGHTS,       /* a missing, extra or mis-shaped weight tensor */
+	CLUNET_ERR_INPUT,         /* a forward input is missing or has a wrong shape/dtype */
+	CLUNET_ERR_UNSUPPORTED,   /* valid for diffusers, not supported by clunet */
+	CLUNET_ERR_NO_DEVICE,     /* no OpenCL platform/device matches */
+	CLUNET_ERR_OPENCL,        /* an OpenCL call failed */
+	CLUNET_ERR_BUILD,         /* a kernel failed to compile */
+	CLUNET_ERR_DEVICE_MEMORY, /* the device ran out of memory */
+	CLUNET_ERR_HOST_MEMORY,   /* malloc failed */
+} clunet_status;
+
+/* Message of the last failed call on this thread ("" if none). */
+const char *clunet_last_error(void);
+/* Short name of a status code, e.g. "CLUNET_ERR_WEIGHTS". */
+const char *clunet_status_name(clunet_status status);
+
+typedef enum clunet_dtype {
+	CLUNET_F32,
+	CLUNET_F64,
+	CLUNET_F16,
+	CLUNET_BF16,
+	CLUNET_I64,
+	CLUNET_I32,
+} clunet_dtype;
+
+/* A host tensor, row-major and contiguous. ndim 0 is a scalar. */
+typedef struct clunet_tensor {
+	const char *name;
+	clunet_dtype dtype;
+	int ndim;
+	int64_t shape[CLUNET_MAX_DIMS];
+	const void *data;
+} clunet_tensor;
+
+typedef enum clunet_log_level {
+	CLUNET_LOG_DEBUG,
+	CLUNET_LOG_INFO,
+	CLUNET_LOG_WARNING,
+} clunet_log_level;
+
+typedef void (*clunet_log_fn)(void *user, clunet_log_level level, const char *message);
+
+/* ------------------------------------------------------------------ devices */
+
+typedef struct clunet_device_info {
+	int platform_index; /* position among the OpenCL platforms */
+	int device_index;   /* position among that platform's devices */
+	char platform[128];
+	char platform_version[128];
+	char name[128];
+	char vendor[128];
+	char version[128];  /* CL_DEVICE_VERSION */
+	char driver[128];   /* CL_DRIVER_VERSION */
+	char type[16];      /* "GPU", "CPU", "ACCELERATOR", "OTHER" */
+	unsigned compute_units;
+	uint64_t global_mem_bytes;
+	uint64_t max_alloc_bytes;
+	uint64_t local_mem_bytes;
+	int fp16; /* cl_khr_fp16 arithmetic */
+	int fp64; /* cl_khr_fp64 */
+} clunet_device_info;
+
+/* Fills up to `cap` entries of every device of every platform; *count gets the
+ * total number of devices (which may exceed cap). */
+clunet_status clunet_list_devices(clunet_device_info *out, size_t cap, size_t *count);
+
+/* ----------------------------------------------------------------- contexts */
+
+typedef struct clunet_context clunet_context_t;
+
+typedef struct clunet_context_options {
+	/* Device: "P:D" (platform and device index), "N" (N-th device over all
+	 * platforms) or a case-insensitive substring of "platform device" names.
+	 * NULL: $CLUNET_DEVICE, else the first GPU, else the first device. */
+	const char *device;
+	/* Program cache folder. NULL: $CLUNET_CACHE_DIR, else
+	 * $XDG_CACHE_HOME/clunet, else ~/.cache/clunet. */
+	const char *cache_dir;
+	int no_cache;              /* 1: never read or write the program cache */
+	uint64_t cache_budget_bytes; /* 0: default (512 MiB); least recently used entries go first */
+	int profiling;             /* 1: time every op with OpenCL events */
+	clunet_log_fn log;         /* NULL: messages are dropped */
+	void *log_user;
+} clunet_context_options;
+
+void clunet_context_options_init(clunet_context_options *options);
+clunet_status clunet_context_create(const clunet_context_options *options, clunet_context_t **out);
+void clunet_context_destroy(clunet_context_t *ctx);
+clunet_status clunet_context_device(const clunet_context_t *ctx, clunet_device_info *out);
+/* Measures the device's float32 FMA throughput in GFLOP/s with a short
+ * kernel (best of a few launches): the peak that benchmark figures are
+ * compared with. The figure moves with the machine's load, so measure it in
+ * the same run as what it is compared with. */
+clunet_status clunet_context_measure_peak(clunet_context_t *ctx, double *gflops);
+/* The cache folder in use for this context's device ("" when caching is off). */
+const char *clunet_context_cache_dir(const clunet_context_t *ctx);
+
+/* ------------------------------------------------------------------- models */
+
+typedef struct clunet_model clunet_model_t;
+
+typedef struct clunet_model_options {
+	/* When the folder has a config.json but no weight file, 1 fills every
+	 * weight with seeded random values (for benchmarks); 0 makes it an error. */
+	int allow_random_weights;
+	uint64_t random_seed;
+} clunet_model_options;
+
+void clunet_model_options_init(clunet_model_options *options);
+
+/* Reads dir/config.json and dir/diffusion_pytorch_model.safetensors, checks
+ * every config field and every tensor, and uploads the weights. */
+clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
+				const clunet_model_options *options, clunet_model_t **out);
+void clunet_model_free(clunet_model_t *model);
+/* The diffusers class name from config.json, e.g. "UNet2DModel". */
+const char *clunet_model_class(const clunet_model_t *model);
+
+typedef struct clunet_output {
+	int ndim;
+	int64_t shape[CLUNET_MAX_DIMS];
+	const float *data; /* owned by the model; valid until the next forward or free */
+} clunet_output;
+
+/* Runs diffusers' forward(). Inputs are named after its arguments (`sample`,
+ * `timestep`, `class_labels`, ...; entry i of a tuple argument as `name.i`,
+ * entry k of a dict argument as `name.k`). Floating inputs may be F32, F64,
+ * F16 or BF16; timesteps and labels may also be I64 or I32. The first call at
+ * a new input shape builds and plans the graph; later calls reuse the plan. */
+clunet_status clunet_model_forward(clunet_model_t *model, const clunet_tensor *inputs,
+				   size_t n_inputs, clunet_output *out);
+
+typedef struct clunet_plan_info {
+	uint64_t peak_activation_bytes; /* size of the activation arena */
+	uint64_t weight_bytes;          /* device memory held by weights */
+	double gflop;                   /* floating-point work of one forward */
+	size_t n_ops;
+} clunet_plan_info;
+
+/* Builds (or finds) the plan for these inputs without running it. */
+clunet_status clunet_model_plan(clunet_model_t *model, const clunet_tensor *inputs,
+				size_t n_inputs, clunet_plan_info *out);
+
+/* Random inputs of the right names, shapes and dtypes for this model at the
+ * given sizes (0 = model default, -1 = smallest valid): what `clunet bench` runs. The array stays
+ * valid until the next call or clunet_model_free. */
+typedef struct clunet_example_shape {
+	int batch, height, width, length, frames;
+	uint64_t seed;
+} clunet_example_shape;
+clunet_status clunet_model_example_inputs(clunet_model_t *model, const clunet_example_shape *shape,
+					  const clunet_tensor **inputs, size_t *n_inputs);
+
+typedef struct clunet_op_profile {
+	const char *name; /* op kind, e.g. "conv2d" */
+	size_t count;
+	double seconds;   /* summed over the ops of this kind, from OpenCL events */
+	double gflop;
+} clunet_op_profile;
+
+/* Per-op times of the last forward (needs a context created with profiling),
+ * one entry per op kind, sorted by time, longest first. */
+clunet_status clunet_model_profile(clunet_model_t *model, const clunet_op_profile **ops,
+				   size_t *n_ops);
+
+/* -------------------------------------------------------------------- cache */
+
+/* Writes the default cache folder (the rule of cache_dir above) into buf. */
+clunet_status clunet_cache_default_dir(char *buf, size_t cap);
+
+typedef void (*clunet_cache_entry_fn)(void *user, const char *device_folder, const char *file,
+				      uint64_t bytes, int64_t mtime);
+/* Calls fn for every entry under dir (NULL: the default folder). */
+clunet_status clunet_cache_list(const char *dir, clunet_cache_entry_fn fn, void *user);
+/* Removes every entry under dir (NULL: the default folder). */
+clunet_status clunet_cache_clear(const char *dir, size_t *removed);
+
+/* ---------------------------------------------------------------- tensor IO */
+
+/* Reads every tensor of a safetensors file into host memory (any dtype).
+ * Free with clunet_tensors_free. */
+clunet_status clunet_tensors_read(const char *path, clunet_tensor **tensors, size_t *n);
+void clunet_tensors_free(clunet_tensor *tensors, size_t n);
+/* Writes tensors to a safetensors file (temporary file + rename). */
+clunet_status clunet_tensors_write(const char *path, const clunet_tensor *tensors, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,410 @@
+#define _POSIX_C_SOURCE 200809L
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+/* A header larger than this is refused before it is parsed. */
+#define ST_MAX_HEADER (256u << 20)
+
+static int parse_dtype(const char *s, clunet_dtype *dt)
+{
+	static const struct { const char *name; clunet_dtype dt; } map[] = {
+		{ "F32", CLUNET_F32 }, { "F64", CLUNET_F64 }, { "F16", CLUNET_F16 },
+		{ "BF16", CLUNET_BF16 }, { "I64", CLUNET_I64 }, { "I32", CLUNET_I32 },
+	};
+	for (size_t i = 0; i < CU_ARRAY_LEN(map); i++) {
+		if (strcmp(s, map[i].name) == 0) {
+			*dt = map[i].dt;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* A JSON number that is an integer in [0, 2^53]. */
+static int json_uint(const cJSON *j, uint64_t *out)
+{
+	double v;
+	if (!cJSON_IsNumber(j))
+		return 0;
+	v = j->valuedouble;
+	if (!(v >= 0) || v > 9007199254740992.0 || floor(v) != v)
+		return 0;
+	*out = (uint64_t)v;
+	return 1;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
+}
+
+typedef struct span {
+	uint64_t begin, end;
+	const char *name;
+} span;
+
+static int cmp_span(const void *a, const void *b)
+{
+	const span *x = a, *y = b;
+	if (x->begin != y->begin)
+		return x->begin < y->begin ? -1 : 1;
+	return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static clunet_status parse_entry(st_file *f, const cJSON *item, st_tensor *t, size_t data_size,
+				 uint64_t *begin, uint64_t *end)
+{
+	const char *name = item->string;
+	const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+	const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+	const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+	const cJSON *d;
+	size_t numel = 1, nbytes;
+	int nd = 0;
+
+	if (!cJSON_IsObject(item))
+		return cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s': header entry is not an object",
+			       f->path, name);
+	if (!cJSON_IsString(dtype))
+		return cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s': missing string 'dtype'", f->path,
+			       name);
+	if (!parse_dtype(dtype->valuestring, &t->dtype))
+		return cu_fail(CLUNET_ERR_FORMAT,
+			       "%s: tensor '%s': unsupported dtype '%s' (expected F32, F16, BF16, "
+			       "F64, I64 or I32)", f->path, name, dtype->valuestring);
+	if (!cJSON_IsArray(shape))
+		return cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s': missing array 'shape'", f->path,
+			       name);
+	cJSON_ArrayForEach(d, shape) {
+		uint64_t v;
+		if (nd >= CLUNET_MAX_DIMS)
+			return cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s': more than %d dimensions",
+				       f->path, name, CLUNET_MAX_DIMS);
+		if (!json_uint(d, &v))
+			return cu_fail(CLUNET_ERR_FORMAT,
+				       "%s: tensor '%s': shape entry %d is not a non-negative integer",
+				       f->path, name, nd);
+		if (!cu_mul_size(numel, (size_t)v, &numel) || v > SIZE_MAX)
+			return cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s': shape overflows",
+				       f->path, name);
+		t->shape[nd++] = (int64_t)v;
+	}
+	t->ndim = nd;
+	t->numel = numel;
+	if (!cu_mul_size(numel, cu_dtype_size(t->dtype), &nbytes))
+		return cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s': size overflows", f->path, name);
+	t->nbytes = nbytes;
+	if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
+	    !json_uint(cJSON_GetArrayItem(offs, 0), begin) ||
+	    !json_uint(cJSON_GetArrayItem(offs, 1), end))
+		return cu_fail(CLUNET_ERR_FORMAT,
+			       "%s: tensor '%s': 'data_offsets' must be two non-negative integers",
+			       f->path, name);
+	if (*begin > *end || *end > data_size)
+		return cu_fail(CLUNET_ERR_FORMAT,
+			       "%s: tensor '%s': data_offsets [%llu, %llu] outside the data section "
+			       "(%zu bytes)", f->path, name, (unsigned long long)*begin,
+			       (unsigned long long)*end, data_size);
+	if (*end - *begin != nbytes)
+		return cu_fail(CLUNET_ERR_FORMAT,
+			       "%s: tensor '%s': data_offsets span %llu bytes but dtype %s and shape "
+			       "need %zu", f->path, name, (unsigned long long)(*end - *begin),
+			       cu_dtype_name(t->dtype), nbytes);
+	return CLUNET_OK;
+}
+
+static clunet_status parse_header(st_file *f, const char *json, size_t len, size_t data_off)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len), *item;
+	size_t n = 0, names_len = 0, k = 0, data_size = f->size - data_off;
+	span *spans = NULL;
+	char *np;
+	clunet_status st = CLUNET_OK;
+
+	if (!root || !cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return cu_fail(CLUNET_ERR_FORMAT, "%s: header is not a JSON object", f->path);
+	}
+	cJSON_ArrayForEach(item, root) {
+		if (!item->string)
+			continue;
+		if (strcmp(item->string, "__metadata__") == 0)
+			continue;
+		n++;
+		names_len += strlen(item->string) + 1;
+	}
+	f->tensors = cu_calloc(n, sizeof(st_tensor));
+	f->names = cu_malloc(names_len);
+	spans = cu_calloc(n, sizeof(span));
+	if (!f->tensors || !f->names || !spans) {
+		st = CLUNET_ERR_HOST_MEMORY;
+		goto out;
+	}
+	np = f->names;
+	cJSON_ArrayForEach(item, root) {
+		uint64_t b = 0, e = 0;
+		st_tensor *t;
+		if (!item->string || strcmp(item->string, "__metadata__") == 0)
+			continue;
+		t = &f->tensors[k];
+		st = parse_entry(f, item, t, data_size, &b, &e);
+		if (st)
+			goto out;
+		strcpy(np, item->string);
+		t->name = np;
+		np += strlen(np) + 1;
+		t->data = (const unsigned char *)f->map + data_off + b;
+		spans[k].begin = b;
+		spans[k].end = e;
+		spans[k].name = t->name;
+		k++;
+	}
+	f->n = n;
+	qsort(spans, n, sizeof(span), cmp_span);
+	for (size_t i = 1; i < n; i++) {
+		if (spans[i].begin < spans[i - 1].end) {
+			st = cu_fail(CLUNET_ERR_FORMAT,
+				     "%s: tensors '%s' and '%s' have overlapping data_offsets", f->path,
+				     spans[i - 1].name, spans[i].name);
+			goto out;
+		}
+	}
+	qsort(f->tensors, n, sizeof(st_tensor), cmp_name);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(f->tensors[i].name, f->tensors[i - 1].name) == 0) {
+			st = cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s' appears twice", f->path,
+				     f->tensors[i].name);
+			goto out;
+		}
+	}
+out:
+	free(spans);
+	cJSON_Delete(root);
+	return st;
+}
+
+clunet_status st_open(const char *path, st_file **out)
+{
+	st_file *f = cu_calloc(1, sizeof(st_file));
+	struct stat sb;
+	unsigned char lenb[8];
+	uint64_t hlen = 0;
+	int fd = -1;
+	clunet_status st;
+
+	*out = NULL;
+	if (!f)
+		return CLUNET_ERR_HOST_MEMORY;
+	f->path = cu_strdup(path);
+	if (!f->path) {
+		free(f);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		st = cu_fail(CLUNET_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		st = cu_fail(CLUNET_ERR_IO, "%s: not a regular file", path);
+		goto fail;
+	}
+	f->size = (size_t)sb.st_size;
+	if (f->size < 8) {
+		st = cu_fail(CLUNET_ERR_FORMAT,
+			     "%s: truncated: %zu bytes, shorter than the 8-byte header length", path,
+			     f->size);
+		goto fail;
+	}
+	f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (f->map == MAP_FAILED) {
+		f->map = NULL;
+		st = cu_fail(CLUNET_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	memcpy(lenb, f->map, 8);
+	for (int i = 7; i >= 0; i--)
+		hlen = (hlen << 8) | lenb[i];
+	if (hlen > f->size - 8) {
+		st = cu_fail(CLUNET_ERR_FORMAT,
+			     "%s: header length %llu goes beyond the end of the file (%zu bytes)",
+			     path, (unsigned long long)hlen, f->size);
+		goto fail;
+	}
+	if (hlen > ST_MAX_HEADER || hlen < 2) {
+		st = cu_fail(CLUNET_ERR_FORMAT, "%s: implausible header length %llu", path,
+			     (unsigned long long)hlen);
+		goto fail;
+	}
+	st = parse_header(f, (const char *)f->map + 8, (size_t)hlen, 8 + (size_t)hlen);
+	if (st)
+		goto fail;
+	*out = f;
+	return CLUNET_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	st_close(f);
+	return st;
+}
+
+void st_close(st_file *f)
+{
+	if (!f)
+		return;
+	if (f->map)
+		munmap(f->map, f->size);
+	free(f->tensors);
+	free(f->names);
+	free(f->path);
+	free(f);
+}
+
+st_tensor *st_find(const st_file *f, const char *name)
+{
+	st_tensor key;
+	key.name = name;
+	if (!f->n)
+		return NULL;
+	return bsearch(&key, f->tensors, f->n, sizeof(st_tensor), cmp_name);
+}
+
+clunet_status st_write(const char *path, const clunet_tensor *tensors, size_t n)
+{
+	cJSON *root = cJSON_CreateObject();
+	char *hjson = NULL;
+	unsigned char *buf = NULL;
+	size_t off = 0, hlen, pad, total;
+	clunet_status st = CLUNET_OK;
+
+	if (!root)
+		return cu_fail(CLUNET_ERR_HOST_MEMORY, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const clunet_tensor *t = &tensors[i];
+		cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs;
+		size_t numel = 1, nb;
+		cJSON_AddItemToObject(root, t->name, e);
+		cJSON_AddStringToObject(e, "dtype", cu_dtype_name(t->dtype));
+		for (int d = 0; d < t->ndim; d++) {
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+			numel *= (size_t)t->shape[d];
+		}
+		cJSON_AddItemToObject(e, "shape", shape);
+		nb = numel * cu_dtype_size(t->dtype);
+		offs = cJSON_CreateArray();
+		cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+		cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + nb)));
+		cJSON_AddItemToObject(e, "data_offsets", offs);
+		off += nb;
+	}
+	hjson = cJSON_PrintUnformatted(root);
+	if (!hjson) {
+		st = cu_fail(CLUNET_ERR_HOST_MEMORY, "out of memory");
+		goto out;
+	}
+	hlen = strlen(hjson);
+	pad = (8 - hlen % 8) % 8; /* keep the data 8-byte aligned, as the reference writer does */
+	total = 8 + hlen + pad + off;
+	buf = cu_malloc(total);
+	if (!buf) {
+		st = CLUNET_ERR_HOST_MEMORY;
+		goto out;
+	}
+	for (int i = 0; i < 8; i++)
+		buf[i] = (unsigned char)((uint64_t)(hlen + pad) >> (8 * i));
+	memcpy(buf + 8, hjson, hlen);
+	memset(buf + 8 + hlen, ' ', pad);
+	off = 8 + hlen + pad;
+	for (size_t i = 0; i < n; i++) {
+		const clunet_tensor *t = &tensors[i];
+		size_t numel = 1, nb;
+		for (int d = 0; d < t->ndim; d++)
+			numel *= (size_t)t->shape[d];
+		nb = numel * cu_dtype_size(t->dtype);
+		if (nb)
+			memcpy(buf + off, t->data, nb);
+		off += nb;
+	}
+	st = cu_write_file_atomic(path, buf, total);
+out:
+	free(buf);
+	free(hjson);
+	cJSON_Delete(root);
+	return st;
+}
+
+clunet_status clunet_tensors_read(const char *path, clunet_tensor **tensors, size_t *n)
+{
+	st_file *f;
+	clunet_tensor *ts;
+	clunet_status st;
+	if (!path || !tensors || !n)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_read: NULL argument");
+	st = st_open(path, &f);
+	if (st)
+		return st;
+	ts = cu_calloc(f->n, sizeof(clunet_tensor));
+	if (!ts) {
+		st_close(f);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		const st_tensor *s = &f->tensors[i];
+		void *data = cu_malloc(s->nbytes);
+		char *name = cu_strdup(s->name);
+		if (!data || !name) {
+			free(data);
+			free(name);
+			clunet_tensors_free(ts, i);
+			st_close(f);
+			return CLUNET_ERR_HOST_MEMORY;
+		}
+		memcpy(data, s->data, s->nbytes);
+		ts[i].name = name;
+		ts[i].dtype = s->dtype;
+		ts[i].ndim = s->ndim;
+		memcpy(ts[i].shape, s->shape, sizeof(s->shape));
+		ts[i].data = data;
+	}
+	*tensors = ts;
+	*n = f->n;
+	st_close(f);
+	return CLUNET_OK;
+}
+
+void clunet_tensors_free(clunet_tensor *tensors, size_t n)
+{
+	if (!tensors)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free((void *)tensors[i].name);
+		free((void *)tensors[i].data);
+	}
+	free(tensors);
+}
+
+clunet_status clunet_tensors_write(const char *path, const clunet_tensor *tensors, size_t n)
+{
+	if (!path || (!tensors && n))
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_write: NULL argument");
+	for (size_t i = 0; i < n; i++) {
+		if (!tensors[i].name || tensors[i].ndim < 0 || tensors[i].ndim > CLUNET_MAX_DIMS)
+			return cu_fail(CLUNET_ERR_ARGUMENT,
+				       "clunet_tensors_write: tensor %zu has no name or a bad ndim", i);
+	}
+	return st_write(path, tensors, n);
+}

@@ -1,0 +1,625 @@
+/* Loading, the weight source, plans per input shape, and forward. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "model.h"
+
+#define WEIGHTS_FILE "diffusion_pytorch_model.safetensors"
+
+static const model_vt *const model_classes[] = { &unet2d_vt };
+
+/* Known diffusers classes that clunet does not run yet. */
+static const char *const planned_classes[] = { "UNet1DModel", "UNet2DConditionModel",
+					       "UNet3DConditionModel", "UNetMotionModel" };
+
+void clunet_model_options_init(clunet_model_options *o)
+{
+	memset(o, 0, sizeof(*o));
+}
+
+const char *clunet_model_class(const clunet_model_t *m)
+{
+	return m ? m->vt->class_name : "";
+}
+
+static void shape_text(int ndim, const int64_t *shape, char *buf, size_t cap)
+{
+	size_t k = (size_t)snprintf(buf, cap, "[");
+	for (int i = 0; i < ndim && k < cap; i++)
+		k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+	if (k < cap)
+		snprintf(buf + k, cap - k, "]");
+}
+
+const char *model_tensor_shape(const clunet_tensor *t, char *buf, size_t cap)
+{
+	shape_text(t->ndim, t->shape, buf, cap);
+	return buf;
+}
+
+/* ------------------------------------------------------------ weights */
+
+static void random_fill(model *m, const char *name, int ndim, const int64_t *shape,
+			nn_wrole role, float *data)
+{
+	cu_rng r;
+	size_t n = 1, fan_in = 1;
+	float bound;
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	for (int i = 1; i < ndim; i++)
+		fan_in *= (size_t)shape[i];
+	cu_rng_seed(&r, m->seed ^ XXH3_64bits(name, strlen(name)));
+	bound = sqrtf(3.0f / (float)(fan_in ? fan_in : 1));
+	for (size_t i = 0; i < n; i++) {
+		switch (role) {
+		case NN_W_MATRIX: data[i] = (2.0f * cu_rng_uniform(&r) - 1.0f) * bound; break;
+		case NN_W_BIAS: data[i] = 0.02f * cu_rng_normal(&r); break;
+		case NN_W_NORM_SCALE: data[i] = 1.0f + 0.1f * cu_rng_normal(&r); break;
+		case NN_W_NORM_SHIFT: data[i] = 0.1f * cu_rng_normal(&r); break;
+		case NN_W_EMBED: data[i] = cu_rng_normal(&r); break;
+		case NN_W_FOURIER: data[i] = 16.0f * cu_rng_normal(&r); break;
+		}
+	}
+}
+
+/* The names diffusers' _convert_deprecated_attention_blocks renames. */
+static int deprecated_name(const char *name, char *out, size_t cap)
+{
+	static const char *const map[][2] = { { ".to_q.", ".query." },
+					      { ".to_k.", ".key." },
+					      { ".to_v.", ".value." },
+					      { ".to_out.0.", ".proj_attn." } };
+	for (size_t i = 0; i < CU_ARRAY_LEN(map); i++) {
+		const char *at = strstr(name, map[i][0]);
+		if (at) {
+			snprintf(out, cap, "%.*s%s%s", (int)(at - name), name, map[i][1],
+				 at + strlen(map[i][0]));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int same_shape(const st_tensor *t, int ndim, const int64_t *shape)
+{
+	if (t->ndim != ndim)
+		return 0;
+	for (int i = 0; i < ndim; i++)
+		if (t->shape[i] != shape[i])
+			return 0;
+	return 1;
+}
+
+static clunet_status fetch_weight(void *user, const char *name, int ndim, const int64_t *shape,
+				  nn_wrole role, float *data)
+{
+	model *m = user;
+	st_tensor *t;
+	char alt[600], want[160], got[160];
+	size_t nlen = strlen(name);
+
+	if (m->random_weights) {
+		random_fill(m, name, ndim, shape, role, data);
+		return CLUNET_OK;
+	}
+	if (!m->weights) /* every weight is fetched while loading */
+		return cu_fail(CLUNET_ERR_WEIGHTS, "internal: weight '%s' requested after loading",
+			       name);
+	t = st_find(m->weights, name);
+	if (!t && m->vt->deprecated_attention && deprecated_name(name, alt, sizeof(alt)))
+		t = st_find(m->weights, alt);
+	/* GaussianFourierProjection holds one tensor as `weight` and `W` */
+	if (!t && nlen >= 17 && strcmp(name + nlen - 17, "time_proj.weight") == 0) {
+		snprintf(alt, sizeof(alt), "%.*sW", (int)(nlen - 6), name);
+		t = st_find(m->weights, alt);
+	}
+	shape_text(ndim, shape, want, sizeof(want));
+	if (!t)
+		return cu_fail(CLUNET_ERR_WEIGHTS, "%s: missing tensor '%s' (expected shape %s)",
+			       m->weights->path, name, want);
+	if (!cu_dtype_is_float(t->dtype))
+		return cu_fail(CLUNET_ERR_WEIGHTS,
+			       "%s: tensor '%s' has dtype %s, expected F32, F16, BF16 or F64",
+			       m->weights->path, t->name, cu_dtype_name(t->dtype));
+	if (!same_shape(t, ndim, shape)) {
+		shape_text(t->ndim, t->shape, got, sizeof(got));
+		return cu_fail(CLUNET_ERR_WEIGHTS, "%s: tensor '%s' has shape %s, expected %s",
+			       m->weights->path, t->name, got, want);
+	}
+	cu_convert_to_f32(data, t->data, t->dtype, t->numel);
+	t->used = 1;
+	/* the twin of a Fourier weight is the same tensor: not an extra */
+	if (nlen >= 17 && strcmp(name + nlen - 17, "time_proj.weight") == 0) {
+		st_tensor *twin;
+		snprintf(alt, sizeof(alt), "%.*sW", (int)(nlen - 6), name);
+		twin = st_find(m->weights, alt);
+		if (twin && same_shape(twin, ndim, shape))
+			twin->used = 1;
+	}
+	return CLUNET_OK;
+}
+
+static clunet_status check_unused(model *m)
+{
+	size_t n = 0;
+	const char *first = NULL;
+	char shape[160];
+	for (size_t i = 0; i < m->weights->n; i++) {
+		if (!m->weights->tensors[i].used) {
+			if (!first) {
+				first = m->weights->tensors[i].name;
+				shape_text(m->weights->tensors[i].ndim, m->weights->tensors[i].shape,
+					   shape, sizeof(shape));
+			}
+			n++;
+		}
+	}
+	if (n)
+		return cu_fail(CLUNET_ERR_WEIGHTS,
+			       "%s: unexpected tensor '%s' %s is not part of this %s configuration "
+			       "(%zu unexpected tensor%s in all)", m->weights->path, first, shape,
+			       m->vt->class_name, n, n == 1 ? "" : "s");
+	return CLUNET_OK;
+}
+
+/* ------------------------------------------------------------ inputs */
+
+const clunet_tensor *model_find_input(const clunet_tensor *in, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (in[i].name && strcmp(in[i].name, name) == 0)
+			return &in[i];
+	return NULL;
+}
+
+static void inputs_clear(model_inputs *mi)
+{
+	for (int i = 0; i < mi->n; i++)
+		free(mi->slot[i].data);
+	memset(mi, 0, sizeof(*mi));
+}
+
+static void sig_add(model_inputs *mi, const model_slot *s)
+{
+	size_t k = strlen(mi->sig);
+	k += (size_t)snprintf(mi->sig + k, sizeof(mi->sig) - k, "%s%c", mi->n ? "|" : "",
+			      s->dtype == CU_F32 ? 'f' : 'i');
+	for (int d = 0; d < s->ndim && k < sizeof(mi->sig); d++)
+		k += (size_t)snprintf(mi->sig + k, sizeof(mi->sig) - k, "%s%lld", d ? "x" : "",
+				      (long long)s->ne[d]);
+}
+
+clunet_status model_slot_values(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne,
+				const void *values)
+{
+	model_slot *s;
+	size_t n = 1;
+	if (mi->n >= MODEL_MAX_SLOTS)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "internal: too many input slots");
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)ne[i];
+	s = &mi->slot[mi->n];
+	s->data = cu_malloc(n * 4);
+	if (!s->data)
+		return CLUNET_ERR_HOST_MEMORY;
+	memcpy(s->data, values, n * 4);
+	s->dtype = dt;
+	s->ndim = ndim;
+	memcpy(s->ne, ne, (size_t)ndim * sizeof(int64_t));
+	sig_add(mi, s);
+	mi->n++;
+	return CLUNET_OK;
+}
+
+clunet_status model_slot_f32(model_inputs *mi, const clunet_tensor *t)
+{
+	model_slot *s;
+	size_t n = 1;
+	if (mi->n >= MODEL_MAX_SLOTS)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "internal: too many input slots");
+	for (int i = 0; i < t->ndim; i++)
+		n *= (size_t)t->shape[i];
+	s = &mi->slot[mi->n];
+	s->data = cu_malloc(n * 4);
+	if (!s->data)
+		return CLUNET_ERR_HOST_MEMORY;
+	cu_convert_to_f32(s->data, t->data, t->dtype, n);
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(((float *)s->data)[i]))
+			return cu_fail(CLUNET_ERR_INPUT, "input '%s': element %zu is not finite",
+				       t->name, i);
+	s->dtype = CU_F32;
+	s->ndim = t->ndim;
+	memcpy(s->ne, t->shape, (size_t)t->ndim * sizeof(int64_t));
+	sig_add(mi, s);
+	mi->n++;
+	return CLUNET_OK;
+}
+
+static clunet_status check_tensors(const clunet_tensor *in, size_t n)
+{
+	if (n && !in)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "forward: inputs is NULL");
+	for (size_t i = 0; i < n; i++) {
+		const clunet_tensor *t = &in[i];
+		if (!t->name)
+			return cu_fail(CLUNET_ERR_ARGUMENT, "forward: input %zu has no name", i);
+		if (t->ndim < 0 || t->ndim > CLUNET_MAX_DIMS)
+			return cu_fail(CLUNET_ERR_INPUT, "input '%s': %d dimensions", t->name, t->ndim);
+		if (cu_dtype_size(t->dtype) == 0)
+			return cu_fail(CLUNET_ERR_INPUT, "input '%s': unknown dtype %d", t->name,
+				       (int)t->dtype);
+		for (int d = 0; d < t->ndim; d++)
+			if (t->shape[d] < 0 || t->shape[d] > (1ll << 31))
+				return cu_fail(CLUNET_ERR_INPUT, "input '%s': bad dimension %lld",
+					       t->name, (long long)t->shape[d]);
+		if (!t->data)
+			return cu_fail(CLUNET_ERR_INPUT, "input '%s': no data", t->name);
+	}
+	return CLUNET_OK;
+}
+
+/* ------------------------------------------------------------ plans */
+
+static clunet_status build_plan(model *m, const model_inputs *mi, cu_plan **out)
+{
+	cu_graph *g = cu_graph_new(m->rt);
+	nn_ctx c;
+	int y;
+	clunet_status st;
+	if (!g)
+		return CLUNET_ERR_HOST_MEMORY;
+	nn_ctx_init(&c, g, m->store);
+	y = m->vt->build(m, &c, mi);
+	cu_graph_set_output(g, y);
+	if (g->status) {
+		st = g->status;
+		cu_graph_free(g);
+		return st;
+	}
+	st = cu_plan_create(g, out);
+	if (st)
+		cu_graph_free(g);
+	return st;
+}
+
+static clunet_status find_plan(model *m, const model_inputs *mi, cu_plan **out)
+{
+	model_plan *slot = NULL;
+	clunet_status st;
+	for (int i = 0; i < MODEL_MAX_PLANS; i++) {
+		if (m->plans[i].plan && strcmp(m->plans[i].sig, mi->sig) == 0) {
+			m->plans[i].last_use = ++m->use_counter;
+			*out = m->plans[i].plan;
+			return CLUNET_OK;
+		}
+	}
+	for (int i = 0; i < MODEL_MAX_PLANS; i++) {
+		if (!m->plans[i].plan) {
+			slot = &m->plans[i];
+			break;
+		}
+		if (!slot || m->plans[i].last_use < slot->last_use)
+			slot = &m->plans[i];
+	}
+	if (slot->plan) { /* evict the least recently used plan and its arena */
+		cu_plan_free(slot->plan);
+		slot->plan = NULL;
+	}
+	st = build_plan(m, mi, &slot->plan);
+	if (st)
+		return st;
+	snprintf(slot->sig, sizeof(slot->sig), "%s", mi->sig);
+	slot->last_use = ++m->use_counter;
+	*out = slot->plan;
+	return CLUNET_OK;
+}
+
+static clunet_status prepare(model *m, const clunet_tensor *in, size_t n, cu_plan **plan)
+{
+	clunet_status st = check_tensors(in, n);
+	if (st)
+		return st;
+	inputs_clear(&m->cur);
+	st = m->vt->prepare_inputs(m, in, n, &m->cur);
+	if (st)
+		return st;
+	return find_plan(m, &m->cur, plan);
+}
+
+clunet_status clunet_model_forward(clunet_model_t *m, const clunet_tensor *in, size_t n,
+				   clunet_output *out)
+{
+	cu_plan *plan;
+	const void *host[MODEL_MAX_SLOTS];
+	const cu_tensor *o;
+	clunet_status st;
+	if (!m || !out)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_forward: NULL argument");
+	st = prepare(m, in, n, &plan);
+	if (st)
+		return st;
+	for (int i = 0; i < m->cur.n; i++)
+		host[i] = m->cur.slot[i].data;
+	st = cu_plan_run(plan, host);
+	if (st)
+		return st;
+	o = &plan->g->t[plan->g->output];
+	memset(out, 0, sizeof(*out));
+	out->ndim = o->ndim;
+	memcpy(out->shape, o->ne, (size_t)o->ndim * sizeof(int64_t));
+	out->data = plan->host_out;
+	if (m->rt->profiling) {
+		free(m->profile);
+		m->profile = NULL;
+		m->n_profile = 0;
+	}
+	return CLUNET_OK;
+}
+
+clunet_status clunet_model_plan(clunet_model_t *m, const clunet_tensor *in, size_t n,
+				clunet_plan_info *info)
+{
+	cu_plan *plan;
+	clunet_status st;
+	if (!m || !info)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_plan: NULL argument");
+	st = prepare(m, in, n, &plan);
+	if (st)
+		return st;
+	info->peak_activation_bytes = plan->arena_bytes;
+	info->weight_bytes = nn_store_bytes(m->store);
+	info->gflop = plan->flops * 1e-9;
+	info->n_ops = (size_t)plan->g->nops;
+	return CLUNET_OK;
+}
+
+static int cmp_profile(const void *a, const void *b)
+{
+	const clunet_op_profile *x = a, *y = b;
+	return (x->seconds < y->seconds) - (x->seconds > y->seconds);
+}
+
+clunet_status clunet_model_profile(clunet_model_t *m, const clunet_op_profile **ops, size_t *n)
+{
+	cu_plan *plan = NULL;
+	if (!m || !ops || !n)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_profile: NULL argument");
+	if (!m->rt->profiling)
+		return cu_fail(CLUNET_ERR_ARGUMENT,
+			       "clunet_model_profile: the context was created without profiling");
+	for (int i = 0; i < MODEL_MAX_PLANS; i++)
+		if (m->plans[i].plan && strcmp(m->plans[i].sig, m->cur.sig) == 0)
+			plan = m->plans[i].plan;
+	if (!plan)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_profile: no forward has run");
+	if (!m->profile) {
+		cu_graph *g = plan->g;
+		m->profile = cu_calloc((size_t)g->nops, sizeof(clunet_op_profile));
+		if (!m->profile)
+			return CLUNET_ERR_HOST_MEMORY;
+		for (int i = 0; i < g->nops; i++) {
+			cl_ulong t0 = 0, t1 = 0;
+			size_t k;
+			cl_event ev = plan->events[i];
+			if (!ev)
+				continue;
+			if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof(t0), &t0,
+						    NULL) != CL_SUCCESS ||
+			    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof(t1), &t1,
+						    NULL) != CL_SUCCESS)
+				continue;
+			for (k = 0; k < m->n_profile; k++)
+				if (strcmp(m->profile[k].name, g->ops[i].impl->kind) == 0)
+					break;
+			if (k == m->n_profile) {
+				m->profile[k].name = g->ops[i].impl->kind;
+				m->n_profile++;
+			}
+			m->profile[k].count++;
+			m->profile[k].seconds += (double)(t1 - t0) * 1e-9;
+			m->profile[k].gflop += g->ops[i].flops * 1e-9;
+		}
+		qsort(m->profile, m->n_profile, sizeof(clunet_op_profile), cmp_profile);
+	}
+	*ops = m->profile;
+	*n = m->n_profile;
+	return CLUNET_OK;
+}
+
+clunet_status clunet_model_example_inputs(clunet_model_t *m, const clunet_example_shape *shape,
+					  const clunet_tensor **inputs, size_t *n)
+{
+	clunet_example_shape s;
+	clunet_status st;
+	if (!m || !inputs || !n)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_example_inputs: NULL argument");
+	memset(&s, 0, sizeof(s));
+	if (shape)
+		s = *shape;
+	free(m->example_storage);
+	m->example_storage = NULL;
+	st = m->vt->example_inputs(m, &s, m->example, n, &m->example_storage);
+	if (st)
+		return st;
+	*inputs = m->example;
+	return CLUNET_OK;
+}
+
+/* ------------------------------------------------------------ load */
+
+static int file_exists(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0;
+}
+
+static clunet_status open_weights(model *m, const clunet_model_options *opt)
+{
+	char *path = cu_path_join(m->dir, WEIGHTS_FILE), *alt;
+	clunet_status st;
+	if (!path)
+		return CLUNET_ERR_HOST_MEMORY;
+	if (file_exists(path)) {
+		st = st_open(path, &m->weights);
+		free(path);
+		return st;
+	}
+	if (opt->allow_random_weights) {
+		free(path);
+		m->random_weights = 1;
+		m->seed = opt->random_seed;
+		return CLUNET_OK;
+	}
+	alt = cu_path_join(m->dir, "diffusion_pytorch_model.bin");
+	if (alt && file_exists(alt))
+		st = cu_fail(CLUNET_ERR_IO,
+			     "%s: missing; the folder holds only PyTorch pickle weights (%s), which "
+			     "clunet does not read: convert them to safetensors", path, alt);
+	else
+		st = cu_fail(CLUNET_ERR_IO, "%s: missing weight file", path);
+	free(alt);
+	free(path);
+	return st;
+}
+
+/* Builds the graph once for small example inputs: every weight the
+ * configuration implies is fetched (checked and uploaded) now, and the file
+ * must hold nothing else. */
+static clunet_status load_check(model *m)
+{
+	clunet_tensor ex[MODEL_MAX_SLOTS];
+	size_t n = 0;
+	void *storage = NULL;
+	model_inputs mi;
+	clunet_example_shape s;
+	cu_graph *g;
+	nn_ctx c;
+	clunet_status st;
+
+	memset(&s, 0, sizeof(s));
+	s.batch = 1;
+	s.height = s.width = s.length = -1; /* smallest valid sizes */
+	memset(&mi, 0, sizeof(mi));
+	st = m->vt->example_inputs(m, &s, ex, &n, &storage);
+	if (st)
+		return st;
+	st = m->vt->prepare_inputs(m, ex, n, &mi);
+	free(storage);
+	if (st) {
+		inputs_clear(&mi);
+		return st;
+	}
+	g = cu_graph_new(m->rt);
+	if (!g) {
+		inputs_clear(&mi);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	nn_ctx_init(&c, g, m->store);
+	m->vt->build(m, &c, &mi);
+	st = g->status;
+	cu_graph_free(g);
+	inputs_clear(&mi);
+	if (st)
+		return st;
+	return m->weights ? check_unused(m) : CLUNET_OK;
+}
+
+clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
+				const clunet_model_options *options, clunet_model_t **out)
+{
+	clunet_model_options defaults;
+	model *m;
+	cfg c = { 0 };
+	char *cpath;
+	const char *cls = NULL;
+	clunet_status st;
+
+	if (!ctx || !dir || !out)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_load: NULL argument");
+	*out = NULL;
+	if (!options) {
+		clunet_model_options_init(&defaults);
+		options = &defaults;
+	}
+	cpath = cu_path_join(dir, "config.json");
+	if (!cpath)
+		return CLUNET_ERR_HOST_MEMORY;
+	st = cfg_load(cpath, &c);
+	free(cpath);
+	if (st)
+		return st;
+	m = cu_calloc(1, sizeof(model));
+	if (!m) {
+		cfg_free(&c);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	m->rt = ctx;
+	m->dir = cu_strdup(dir);
+	st = cfg_str(&c, "_class_name", NULL, &cls);
+	if (st)
+		goto fail;
+	if (!cls) {
+		st = cfg_error(&c, "_class_name", "missing: cannot tell which diffusers model this is");
+		goto fail;
+	}
+	for (size_t i = 0; i < CU_ARRAY_LEN(model_classes); i++)
+		if (strcmp(cls, model_classes[i]->class_name) == 0)
+			m->vt = model_classes[i];
+	if (!m->vt) {
+		int planned = 0;
+		for (size_t i = 0; i < CU_ARRAY_LEN(planned_classes); i++)
+			planned |= strcmp(cls, planned_classes[i]) == 0;
+		st = planned ? cu_fail(CLUNET_ERR_UNSUPPORTED, "%s: key '_class_name': %s is not "
+						"supported by this version of clunet", c.path, cls)
+			     : cfg_error(&c, "_class_name", "\"%s\" is not a diffusers UNet model "
+						 "(expected UNet2DModel)", cls);
+		goto fail;
+	}
+	st = m->vt->parse_config(m, &c);
+	if (st)
+		goto fail;
+	cfg_free(&c);
+	st = open_weights(m, options);
+	if (st)
+		goto fail;
+	m->store = nn_store_new(ctx, fetch_weight, m);
+	if (!m->store) {
+		st = CLUNET_ERR_HOST_MEMORY;
+		goto fail;
+	}
+	st = load_check(m);
+	if (st)
+		goto fail;
+	/* the weights now live on the device; the mapping is no longer needed */
+	st_close(m->weights);
+	m->weights = NULL;
+	*out = m;
+	return CLUNET_OK;
+fail:
+	cfg_free(&c);
+	clunet_model_free(m);
+	return st;
+}
+
+void clunet_model_free(clunet_model_t *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < MODEL_MAX_PLANS; i++)
+		cu_plan_free(m->plans[i].plan);
+	nn_store_free(m->store);
+	st_close(m->weights);
+	inputs_clear(&m->cur);
+	free(m->profile);
+	free(m->example_storage);
+	free(m->config);
+	free(m->dir);
+	free(m);
+}

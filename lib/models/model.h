@@ -1,0 +1,84 @@
+/* What every model shares: loading a checkpoint folder, the weight source
+ * (safetensors or seeded random values), input preparation, the plan cache
+ * keyed by input shapes, and forward. Each model file supplies a model_vt. */
+#ifndef CLUNET_MODELS_MODEL_H
+#define CLUNET_MODELS_MODEL_H
+
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "nn/nn.h"
+
+#define MODEL_MAX_SLOTS 16
+#define MODEL_MAX_PLANS 4
+
+/* One graph input, converted from the caller's tensor. */
+typedef struct model_slot {
+	cu_dtype dtype;
+	int ndim;
+	int64_t ne[CU_MAXD];
+	void *data; /* owned */
+} model_slot;
+
+typedef struct model_inputs {
+	model_slot slot[MODEL_MAX_SLOTS];
+	int n;
+	char sig[512]; /* what the graph depends on: slot dtypes and shapes */
+} model_inputs;
+
+struct clunet_model;
+
+typedef struct model_vt {
+	const char *class_name;
+	/* Parses and checks config.json into m->config. */
+	clunet_status (*parse_config)(struct clunet_model *m, const cfg *c);
+	/* Checks the caller's tensors and converts them into graph input slots. */
+	clunet_status (*prepare_inputs)(struct clunet_model *m, const clunet_tensor *in, size_t n,
+					model_inputs *out);
+	/* Appends the forward graph for these inputs; returns the output tensor. */
+	int (*build)(struct clunet_model *m, nn_ctx *c, const model_inputs *in);
+	/* Example (random) inputs for benchmarks and the load-time check. */
+	clunet_status (*example_inputs)(struct clunet_model *m, const clunet_example_shape *shape,
+					clunet_tensor *out, size_t *n, void **storage);
+	/* Weight names may use the deprecated attention names (query/key/value/proj_attn). */
+	int deprecated_attention;
+} model_vt;
+
+typedef struct model_plan {
+	char sig[512];
+	cu_plan *plan;
+	uint64_t last_use;
+} model_plan;
+
+struct clunet_model {
+	rt_ctx *rt;
+	const model_vt *vt;
+	char *dir;
+	void *config;
+	st_file *weights;      /* NULL with random weights */
+	int random_weights;
+	uint64_t seed;
+	nn_store *store;
+	model_plan plans[MODEL_MAX_PLANS];
+	uint64_t use_counter;
+	model_inputs cur;      /* inputs of the current forward */
+	clunet_op_profile *profile;
+	size_t n_profile;
+	clunet_tensor example[MODEL_MAX_SLOTS];
+	void *example_storage;
+};
+
+typedef struct clunet_model model;
+
+/* Slot helpers for prepare_inputs. */
+const clunet_tensor *model_find_input(const clunet_tensor *in, size_t n, const char *name);
+/* Adds a float32 slot converted from t, which must be a float tensor of
+ * ndim dims (shape checked by the caller). */
+clunet_status model_slot_f32(model_inputs *mi, const clunet_tensor *t);
+/* A float32 slot of n values from a caller-made array (copied). */
+clunet_status model_slot_values(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne,
+				const void *values);
+const char *model_tensor_shape(const clunet_tensor *t, char *buf, size_t cap);
+
+extern const model_vt unet2d_vt;
+
+#endif

@@ -1,0 +1,193 @@
+/* ResnetBlock2D, spatial attention and the 2-D resamplers. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn.h"
+
+#define P(buf, fmt, ...) snprintf(buf, sizeof(buf), fmt, __VA_ARGS__)
+
+int nn_downsample2d_conv(nn_ctx *c, const char *prefix, int x, int ch, int out_ch, int padding)
+{
+	char p[512];
+	conv_args a;
+	conv_args_init(&a, padding);
+	a.stride = 2;
+	if (padding == 0) { /* F.pad(x, (0, 1, 0, 1)) before the conv */
+		a.pad_b = 1;
+		a.pad_r = 1;
+	}
+	P(p, "%s.conv", prefix);
+	return nn_conv2d(c, p, x, ch, out_ch, 3, 1, &a);
+}
+
+int nn_upsample2d_conv(nn_ctx *c, const char *prefix, int x, int ch, int out_ch)
+{
+	char p[512];
+	conv_args a;
+	conv_args_init(&a, 1);
+	a.upsample = 1;
+	P(p, "%s.conv", prefix);
+	return nn_conv2d(c, p, x, ch, out_ch, 3, 1, &a);
+}
+
+/* upsample_2d / downsample_2d with kernel (1, 3, 3, 1): the 2-D kernel
+ * outer(k, k) / sum * gain (* factor^2 when upsampling) is separable, with
+ * taps k / 8 (down) or k / 4 (up). */
+int nn_fir_down(nn_ctx *c, int x)
+{
+	static const float taps[4] = { 1.0f / 8, 3.0f / 8, 3.0f / 8, 1.0f / 8 };
+	int k = nn_const(c, "#fir_down_1331", 1, (int64_t[]){ 4 }, taps);
+	return op_upfirdn2d(c->g, x, k, 1, 2, 1, 1);
+}
+
+int nn_fir_up(nn_ctx *c, int x)
+{
+	static const float taps[4] = { 1.0f / 4, 3.0f / 4, 3.0f / 4, 1.0f / 4 };
+	int k = nn_const(c, "#fir_up_1331", 1, (int64_t[]){ 4 }, taps);
+	return op_upfirdn2d(c->g, x, k, 2, 1, 2, 1);
+}
+
+void nn_resnet2d_cfg_init(nn_resnet2d_cfg *r, int in_ch, int out_ch, int groups, float eps,
+			  cu_act act, int scale_shift, int temb_ch)
+{
+	memset(r, 0, sizeof(*r));
+	r->in_ch = in_ch;
+	r->out_ch = out_ch;
+	r->groups = r->groups_out = groups;
+	r->eps = eps;
+	r->act = act;
+	r->scale_shift = scale_shift;
+	r->has_temb = temb_ch > 0;
+	r->temb_ch = temb_ch;
+	r->output_scale = 1.0f;
+	r->use_in_shortcut = -1;
+}
+
+static int resample(nn_ctx *c, int x, const nn_resnet2d_cfg *r)
+{
+	const cu_tensor *t;
+	if (r->resample == NN_RESAMPLE_NONE || x < 0)
+		return x;
+	if (r->resample == NN_RESAMPLE_UP) {
+		if (r->fir)
+			return nn_fir_up(c, x);
+		t = cu_t(c->g, x);
+		return op_nearest(c->g, x, (int)t->ne[2] * 2, (int)t->ne[3] * 2);
+	}
+	return r->fir ? nn_fir_down(c, x) : op_avgpool2(c->g, x);
+}
+
+int nn_resnet2d(nn_ctx *c, const char *prefix, int x, const nn_resnet2d_cfg *r)
+{
+	char p[512];
+	int h, input = x, t = -1, shortcut;
+	conv_args a1, a2;
+
+	P(p, "%s.norm1", prefix);
+	h = nn_group_norm(c, p, x, r->groups, r->eps, 1, -1, r->act);
+	h = resample(c, h, r);
+	input = resample(c, input, r);
+
+	if (r->has_temb) {
+		int temb = r->skip_time_act ? nn_temb_act(c, CU_ACT_NONE) : nn_temb_act(c, r->act);
+		P(p, "%s.time_emb_proj", prefix);
+		t = nn_linear(c, p, temb, r->temb_ch, r->scale_shift ? 2 * r->out_ch : r->out_ch, 1,
+			      CU_ACT_NONE);
+	}
+	conv_args_init(&a1, 1);
+	if (!r->scale_shift)
+		a1.bias2 = t; /* hidden_states + temb[:, :, None, None], before norm2 */
+	P(p, "%s.conv1", prefix);
+	h = nn_conv2d(c, p, h, r->in_ch, r->out_ch, 3, 1, &a1);
+
+	P(p, "%s.norm2", prefix);
+	h = nn_group_norm(c, p, h, r->groups_out, r->eps, 1, r->scale_shift ? t : -1, r->act);
+
+	shortcut = r->use_in_shortcut < 0 ? r->in_ch != r->out_ch : r->use_in_shortcut;
+	if (shortcut) {
+		conv_args as;
+		conv_args_init(&as, 0);
+		P(p, "%s.conv_shortcut", prefix);
+		input = nn_conv2d(c, p, input, r->in_ch, r->out_ch, 1, 1, &as);
+	}
+	conv_args_init(&a2, 1);
+	a2.res = input;
+	a2.out_div = r->output_scale;
+	P(p, "%s.conv2", prefix);
+	return nn_conv2d(c, p, h, r->out_ch, r->out_ch, 3, 1, &a2);
+}
+
+int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a)
+{
+	char p[512];
+	const cu_tensor *xt;
+	int n, ch, hh, ww, l, inner, d = a->dim_head, heads = a->heads, h, q, k, v, s, o;
+	gemm_args ga;
+	conv_args ca;
+	int64_t sne[3];
+
+	if (c->g->status || x < 0)
+		return -1;
+	xt = cu_t(c->g, x);
+	n = (int)xt->ne[0];
+	ch = (int)xt->ne[1];
+	hh = (int)xt->ne[2];
+	ww = (int)xt->ne[3];
+	l = hh * ww;
+	inner = heads * d;
+
+	h = x;
+	if (a->groups > 0) {
+		P(p, "%s.group_norm", prefix);
+		h = nn_group_norm(c, p, x, a->groups, a->eps, 1, -1, CU_ACT_NONE);
+	}
+	/* the projections run on [N, C, H*W]: channel-major q, k, v */
+	P(p, "%s.to_q", prefix);
+	q = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
+	P(p, "%s.to_k", prefix);
+	k = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
+	P(p, "%s.to_v", prefix);
+	v = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
+
+	/* scores[b, i, j] = scale * sum_d q[b, d, i] k[b, d, j], b over N * heads */
+	memset(&ga, 0, sizeof(ga));
+	ga.trans_a = 1;
+	ga.m = l;
+	ga.n = l;
+	ga.k = d;
+	ga.lda = l;
+	ga.ldb = l;
+	ga.ldc = l;
+	ga.stride_a = ga.stride_b = (long)d * l;
+	ga.stride_c = (long)l * l;
+	ga.batch = n * heads;
+	ga.alpha = (float)(1.0 / sqrt((double)d));
+	sne[0] = (int64_t)n * heads;
+	sne[1] = l;
+	sne[2] = l;
+	s = op_gemm(c->g, q, k, &ga, 3, sne);
+	s = op_softmax(c->g, s, 1.0f);
+
+	/* out[b, d, i] = sum_j v[b, d, j] probs[b, i, j] */
+	memset(&ga, 0, sizeof(ga));
+	ga.trans_b = 1;
+	ga.m = d;
+	ga.n = l;
+	ga.k = l;
+	ga.lda = l;
+	ga.ldb = l;
+	ga.ldc = l;
+	ga.stride_a = (long)d * l;
+	ga.stride_b = (long)l * l;
+	ga.stride_c = (long)d * l;
+	ga.batch = n * heads;
+	ga.alpha = 1.0f;
+	o = op_gemm(c->g, v, s, &ga, 4, (int64_t[]){ n, inner, hh, ww });
+
+	conv_args_init(&ca, 0);
+	ca.res = a->residual ? x : -1;
+	ca.out_div = a->rescale;
+	P(p, "%s.to_out.0", prefix);
+	return nn_linear_ex(c, p, o, inner, ch, 1, &ca);
+}

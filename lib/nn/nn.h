@@ -1,0 +1,126 @@
+/* diffusers building blocks as graph builders. A block function takes the
+ * weight-name prefix diffusers gives the module ("down_blocks.0.resnets.1")
+ * and appends the ops of its forward(); the C reads like the Python.
+ *
+ * Weights are asked for by name and expected shape. The model supplies them
+ * through nn_weight_source (it knows the file and the naming); the store
+ * here uploads each once, in the layout the op wants (convolutions packed
+ * into panels), and hands out the same device buffer to every later graph.
+ */
+#ifndef CLUNET_NN_H
+#define CLUNET_NN_H
+
+#include "ops/ops.h"
+
+typedef enum nn_wrole {
+	NN_W_MATRIX, /* conv or linear weight: fan-in = product of dims after the first */
+	NN_W_BIAS,
+	NN_W_NORM_SCALE,
+	NN_W_NORM_SHIFT,
+	NN_W_EMBED,
+	NN_W_FOURIER,
+} nn_wrole;
+
+/* Fills `data` (numel floats) with the tensor `name` of exactly this shape,
+ * or fails with a message naming it. */
+typedef clunet_status (*nn_fetch_fn)(void *user, const char *name, int ndim, const int64_t *shape,
+				     nn_wrole role, float *data);
+
+typedef struct nn_store nn_store;
+
+nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, void *user);
+void nn_store_free(nn_store *s);
+uint64_t nn_store_bytes(const nn_store *s);
+
+typedef struct nn_ctx {
+	cu_graph *g;
+	rt_ctx *rt;
+	nn_store *store;
+	int temb;                  /* time embedding [N, D] of the model, or -1 */
+	int temb_act[5];           /* act(temb) per activation, built on first use */
+} nn_ctx;
+
+void nn_ctx_init(nn_ctx *c, cu_graph *g, nn_store *store);
+
+/* A weight of this shape as a graph tensor (-1 and a graph error if the
+ * source fails). The name is printf-formatted. */
+int nn_weight(nn_ctx *c, nn_wrole role, int ndim, const int64_t *shape, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* A constant tensor from host data, cached under `key`. */
+int nn_const(nn_ctx *c, const char *key, int ndim, const int64_t *shape, const float *data);
+/* act(temb), computed once per activation and graph. */
+int nn_temb_act(nn_ctx *c, cu_act act);
+
+/* ---- layers ---- */
+
+/* nn.Conv2d(ic, oc, k) at prefix (weight [oc, ic, k, k], bias [oc] if bias). */
+int nn_conv2d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int bias,
+	      conv_args *a);
+/* nn.Linear(in, out) at prefix on x [N, in]; act applied to the output. */
+int nn_linear(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, cu_act act);
+/* The same with a full epilogue (residual, output division, activation). */
+int nn_linear_ex(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, conv_args *a);
+/* nn.GroupNorm(groups, C, eps, affine) at prefix, then act (scale-shift ss optional). */
+int nn_group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, int affine,
+		  int ss, cu_act act);
+
+/* ---- embeddings (diffusers models/embeddings.py) ---- */
+
+/* TimestepEmbedding: linear_1 -> act -> linear_2 (out = out_dim) */
+int nn_timestep_embedding(nn_ctx *c, const char *prefix, int x, int in, int dim, int out_dim,
+			  cu_act act);
+
+/* ---- resampling (models/upsampling.py, downsampling.py) ---- */
+
+/* Downsample2D(use_conv=True, padding): 3x3 stride-2 conv; padding 0 pads
+ * right and bottom by one first. Weights at prefix.conv. */
+int nn_downsample2d_conv(nn_ctx *c, const char *prefix, int x, int ch, int out_ch, int padding);
+/* Upsample2D(use_conv=True): nearest x2 then 3x3 conv, fused. Weights at prefix.conv. */
+int nn_upsample2d_conv(nn_ctx *c, const char *prefix, int x, int ch, int out_ch);
+/* FIR resampling with the (1, 3, 3, 1) kernel: upfirdn2d_native as
+ * downsample_2d / upsample_2d use it. */
+int nn_fir_down(nn_ctx *c, int x);
+int nn_fir_up(nn_ctx *c, int x);
+
+/* ---- ResnetBlock2D (models/resnet.py) ---- */
+
+typedef enum nn_resample { NN_RESAMPLE_NONE, NN_RESAMPLE_UP, NN_RESAMPLE_DOWN } nn_resample;
+
+typedef struct nn_resnet2d_cfg {
+	int in_ch, out_ch;
+	int groups, groups_out;
+	float eps;
+	cu_act act;
+	int scale_shift;     /* time_embedding_norm "scale_shift" */
+	int has_temb;        /* temb_channels is not None */
+	int temb_ch;
+	int skip_time_act;
+	float output_scale;  /* output_scale_factor */
+	int use_in_shortcut; /* -1: in != out */
+	nn_resample resample;
+	int fir;             /* kernel="fir" for up/down */
+} nn_resnet2d_cfg;
+
+void nn_resnet2d_cfg_init(nn_resnet2d_cfg *r, int in_ch, int out_ch, int groups, float eps,
+			  cu_act act, int scale_shift, int temb_ch);
+int nn_resnet2d(nn_ctx *c, const char *prefix, int x, const nn_resnet2d_cfg *r);
+
+/* ---- Attention over the pixels of [N, C, H, W] (attention_processor.py
+ * AttnProcessor, as the deprecated attention blocks use it). ---- */
+
+typedef struct nn_attn_cfg {
+	int channels;
+	int heads, dim_head;
+	int groups; /* GroupNorm before attention, 0 for none */
+	float eps;
+	float rescale;
+	int residual;
+} nn_attn_cfg;
+
+int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a);
+
+/* Parses diffusers' get_activation names ("silu", "swish", "mish", "gelu",
+ * "relu"; case-insensitive). */
+int nn_parse_act(const char *name, cu_act *act);
+
+#endif

@@ -1,0 +1,168 @@
+/* Convolution: the direct kernel of cl/conv2d.cl over packed weights. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ops.h"
+
+enum { P_OC, P_KH, P_KW, P_S, P_PT, P_PL, P_PB, P_PR, P_UPS, P_ACT, P_OCT };
+
+int conv_panel_width(const rt_ctx *rt, int oc)
+{
+	int oct = 1;
+	(void)rt; /* one shape for every device for now; GPU panels differ (issue 5) */
+	if (oc >= 64)
+		return 64;
+	if (oc >= 16)
+		return 16;
+	while (oct < oc)
+		oct *= 2;
+	return oct;
+}
+
+size_t conv_packed_size(int oc, int ic, int kh, int kw, int oct)
+{
+	size_t nb = (size_t)(oc + oct - 1) / (size_t)oct;
+	return nb * (size_t)oct * (size_t)ic * (size_t)kh * (size_t)kw;
+}
+
+void conv_pack(const float *w, int oc, int ic, int kh, int kw, int oct, float *dst)
+{
+	int nb = (oc + oct - 1) / oct;
+	size_t k = 0;
+	for (int b = 0; b < nb; b++)
+		for (int c = 0; c < ic; c++)
+			for (int y = 0; y < kh; y++)
+				for (int x = 0; x < kw; x++)
+					for (int j = 0; j < oct; j++) {
+						int o = b * oct + j;
+						dst[k++] = o < oc ? w[(((size_t)o * ic + c) * kh + y) * kw + x]
+								  : 0.0f;
+					}
+}
+
+void conv_args_init(conv_args *a, int pad)
+{
+	memset(a, 0, sizeof(*a));
+	a->stride = 1;
+	a->pad_t = a->pad_l = a->pad_b = a->pad_r = pad;
+	a->bias = a->bias2 = a->res = -1;
+	a->out_div = 1.0f;
+	a->act = CU_ACT_NONE;
+}
+
+static clunet_status conv_prepare(cu_plan *p, cu_op *op)
+{
+	cu_graph *g = p->g;
+	const cu_tensor *x = cu_t(g, op->in[0]), *y = cu_t(g, op->out);
+	int n = (int)x->ne[0], ic = (int)x->ne[1];
+	int ih = x->ndim == 4 ? (int)x->ne[2] : 1, iw = x->ndim == 4 ? (int)x->ne[3] : 1;
+	int oc = op->ip[P_OC], oh = y->ndim == 4 ? (int)y->ne[2] : 1;
+	int ow = y->ndim == 4 ? (int)y->ne[3] : 1;
+	int oct = op->ip[P_OCT], vw = oct >= 16 ? 16 : oct, ocb = oct / vw;
+	int px = ocb >= 4 ? 6 : ocb >= 2 ? 8 : 8;
+	char opts[256];
+	clunet_status st;
+
+	if (px > ow)
+		px = ow;
+	snprintf(opts, sizeof(opts),
+		 "-cl-std=CL1.2 -DVW=%d -DOCB=%d -DPX=%d -DKH=%d -DKW=%d -DS=%d -DUPS=%d "
+		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d",
+		 vw, ocb, px, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], op->ip[P_UPS],
+		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT]);
+	st = cu_op_kernel(p, op, "conv2d.cl", opts, "conv2d_f32");
+	if (st)
+		return st;
+	st = cu_set_args(p, op, "tttttt" "iiiiiiiif", op->in[0], op->in[1], op->in[2], op->in[3],
+			 op->in[4], op->out, ic, ih, iw, oc, oh, ow, op->ip[P_PT], op->ip[P_PL],
+			 (double)op->fp[0]);
+	if (st)
+		return st;
+	cu_op_range(op, 3, (size_t)(ow + px - 1) / (size_t)px, (size_t)oh,
+		    (size_t)n * (size_t)((oc + oct - 1) / oct));
+	if (p->rt->is_cpu) {
+		op->use_lws = 1;
+		op->lws[0] = op->lws[1] = op->lws[2] = 1;
+	}
+	return CLUNET_OK;
+}
+
+static const cu_op_impl conv_impl = { "conv2d", conv_prepare, NULL };
+
+int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args *a)
+{
+	const cu_tensor *xt, *wt;
+	int64_t ne[4];
+	int ih, iw, oh, ow, y, opi, ic, oct, in[5];
+	char s1[96], s2[96];
+	if (g->status || x < 0 || w < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	xt = cu_t(g, x);
+	wt = cu_t(g, w);
+	if (xt->ndim != 4 && !(xt->ndim == 2 && kh == 1 && kw == 1)) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv2d: input %s is not [N, C, H, W]",
+			cu_shape_str(xt, s1, sizeof(s1)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	ic = (int)xt->ne[1];
+	oct = wt->ndim == 5 ? (int)wt->ne[4] : 0;
+	if (wt->ndim != 5 || wt->ne[1] != ic || wt->ne[2] != kh || wt->ne[3] != kw ||
+	    wt->ne[0] * oct < oc) {
+		cu_fail(CLUNET_ERR_ARGUMENT,
+			"conv2d: packed weight %s does not fit input %s with %d outputs",
+			cu_shape_str(wt, s1, sizeof(s1)), cu_shape_str(xt, s2, sizeof(s2)), oc);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	ih = xt->ndim == 4 ? (int)xt->ne[2] * (a->upsample ? 2 : 1) : 1;
+	iw = xt->ndim == 4 ? (int)xt->ne[3] * (a->upsample ? 2 : 1) : 1;
+	oh = (ih + a->pad_t + a->pad_b - kh) / a->stride + 1;
+	ow = (iw + a->pad_l + a->pad_r - kw) / a->stride + 1;
+	if (oh <= 0 || ow <= 0) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv2d: input %s too small for a %dx%d kernel",
+			cu_shape_str(xt, s1, sizeof(s1)), kh, kw);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	ne[0] = xt->ne[0];
+	ne[1] = oc;
+	ne[2] = oh;
+	ne[3] = ow;
+	y = cu_graph_act(g, xt->ndim, ne);
+	if (y < 0)
+		return -1;
+	if (a->res >= 0 && cu_numel(cu_t(g, a->res)) != cu_numel(cu_t(g, y))) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv2d: residual %s does not match the output %s",
+			cu_shape_str(cu_t(g, a->res), s1, sizeof(s1)),
+			cu_shape_str(cu_t(g, y), s2, sizeof(s2)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	if (a->bias2 >= 0 && cu_numel(cu_t(g, a->bias2)) != xt->ne[0] * oc) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv2d: per-sample bias %s is not [%lld, %d]",
+			cu_shape_str(cu_t(g, a->bias2), s1, sizeof(s1)), (long long)xt->ne[0], oc);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	in[0] = x;
+	in[1] = w;
+	in[2] = a->bias;
+	in[3] = a->bias2;
+	in[4] = a->res;
+	opi = cu_graph_op(g, &conv_impl, in, 5, y);
+	if (opi < 0)
+		return -1;
+	{
+		cu_op *op = &g->ops[opi];
+		op->ip[P_OC] = oc;
+		op->ip[P_KH] = kh;
+		op->ip[P_KW] = kw;
+		op->ip[P_S] = a->stride;
+		op->ip[P_PT] = a->pad_t;
+		op->ip[P_PL] = a->pad_l;
+		op->ip[P_PB] = a->pad_b;
+		op->ip[P_PR] = a->pad_r;
+		op->ip[P_UPS] = a->upsample;
+		op->ip[P_ACT] = a->act;
+		op->ip[P_OCT] = oct;
+		op->fp[0] = a->out_div;
+		op->flops = 2.0 * (double)xt->ne[0] * oc * oh * ow * (double)ic * kh * kw;
+	}
+	return y;
+}

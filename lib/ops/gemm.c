@@ -1,0 +1,87 @@
+/* Strided-batched GEMM through CLBlast (activation x activation products:
+ * the attention scores and their application to the values). */
+#include <clblast_c.h>
+#include <stdio.h>
+
+#include "ops.h"
+
+enum { P_TA, P_TB, P_M, P_N, P_K, P_LDA, P_LDB, P_LDC, P_BATCH, P_SA, P_SB, P_SC };
+
+static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
+{
+	(void)p;
+	op->kernel_name = "CLBlastSgemmStridedBatched";
+	return CLUNET_OK;
+}
+
+static clunet_status gemm_enqueue(cu_plan *p, cu_op *op, cl_event *ev)
+{
+	const cu_tensor *a = cu_t(p->g, op->in[0]), *b = cu_t(p->g, op->in[1]),
+			*c = cu_t(p->g, op->out);
+	const int *ip = op->ip;
+	CLBlastStatusCode s = CLBlastSgemmStridedBatched(
+		CLBlastLayoutRowMajor, ip[P_TA] ? CLBlastTransposeYes : CLBlastTransposeNo,
+		ip[P_TB] ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)ip[P_M],
+		(size_t)ip[P_N], (size_t)ip[P_K], op->fp[0], a->mem, a->off, (size_t)ip[P_LDA],
+		(size_t)ip[P_SA], b->mem, b->off, (size_t)ip[P_LDB], (size_t)ip[P_SB], 0.0f, c->mem,
+		c->off, (size_t)ip[P_LDC], (size_t)ip[P_SC], (size_t)ip[P_BATCH], &p->rt->queue, ev);
+	if (s != CLBlastSuccess) {
+		if (s == CLBlastOpenCLOutOfResources || s == CLBlastOpenCLOutOfHostMemory ||
+		    s == CLBlastTempBufferAllocFailure)
+			return cu_fail(CLUNET_ERR_DEVICE_MEMORY,
+				       "CLBlastSgemmStridedBatched(%dx%dx%d, batch %d) failed: out of "
+				       "memory (%d)", ip[P_M], ip[P_N], ip[P_K], ip[P_BATCH], (int)s);
+		return cu_fail(CLUNET_ERR_OPENCL,
+			       "CLBlastSgemmStridedBatched(%dx%dx%d, batch %d) failed: CLBlast status "
+			       "%d", ip[P_M], ip[P_N], ip[P_K], ip[P_BATCH], (int)s);
+	}
+	return CLUNET_OK;
+}
+
+static const cu_op_impl gemm_impl = { "gemm", gemm_prepare, gemm_enqueue };
+
+int op_gemm(cu_graph *g, int a, int b, const gemm_args *x, int out_ndim, const int64_t *out_ne)
+{
+	int in[2] = { a, b }, y, opi;
+	long need_a, need_b;
+	if (g->status || a < 0 || b < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	/* every element any batch touches must be inside the operands */
+	need_a = (long)(x->batch - 1) * x->stride_a +
+		 (long)(x->trans_a ? x->k - 1 : x->m - 1) * x->lda + (x->trans_a ? x->m : x->k);
+	need_b = (long)(x->batch - 1) * x->stride_b +
+		 (long)(x->trans_b ? x->n - 1 : x->k - 1) * x->ldb + (x->trans_b ? x->k : x->n);
+	if (need_a > cu_numel(cu_t(g, a)) || need_b > cu_numel(cu_t(g, b))) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "gemm: operands too small for %dx%dx%d, batch %d", x->m,
+			x->n, x->k, x->batch);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	y = cu_graph_act(g, out_ndim, out_ne);
+	if (y < 0)
+		return -1;
+	if (cu_numel(cu_t(g, y)) < (long)(x->batch - 1) * x->stride_c + (long)(x->m - 1) * x->ldc + x->n) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "gemm: output too small");
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	opi = cu_graph_op(g, &gemm_impl, in, 2, y);
+	if (opi < 0)
+		return -1;
+	{
+		int *ip = g->ops[opi].ip;
+		ip[P_TA] = x->trans_a;
+		ip[P_TB] = x->trans_b;
+		ip[P_M] = x->m;
+		ip[P_N] = x->n;
+		ip[P_K] = x->k;
+		ip[P_LDA] = x->lda;
+		ip[P_LDB] = x->ldb;
+		ip[P_LDC] = x->ldc;
+		ip[P_BATCH] = x->batch;
+		ip[P_SA] = (int)x->stride_a;
+		ip[P_SB] = (int)x->stride_b;
+		ip[P_SC] = (int)x->stride_c;
+		g->ops[opi].fp[0] = x->alpha;
+		g->ops[opi].flops = 2.0 * x->m * (double)x->n * x->k * x->batch;
+	}
+	return y;
+}

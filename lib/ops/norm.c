@@ -1,0 +1,94 @@
+/* GroupNorm and softmax (cl/norm.cl). */
+#include <stdio.h>
+
+#include "ops.h"
+
+static clunet_status gn_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]);
+	int n = (int)x->ne[0], c = (int)x->ne[1], groups = op->ip[0];
+	int hw = (int)(cu_numel(x) / ((int64_t)n * c));
+	int ls = p->rt->is_cpu ? 1 : 64;
+	char opts[160];
+	clunet_status st;
+	snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DLS=%d -DACT=%d -DAFFINE=%d -DSS=%d", ls,
+		 op->ip[1], op->in[1] >= 0, op->in[3] >= 0);
+	st = cu_op_kernel(p, op, "norm.cl", opts, "group_norm_f32");
+	if (st)
+		return st;
+	st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
+			 c, hw, groups, (double)op->fp[0]);
+	if (st)
+		return st;
+	cu_op_range(op, 1, (size_t)n * (size_t)groups * (size_t)ls, 1, 1);
+	op->use_lws = 1;
+	op->lws[0] = (size_t)ls;
+	op->lws[1] = op->lws[2] = 1;
+	return CLUNET_OK;
+}
+
+static const cu_op_impl gn_impl = { "group_norm", gn_prepare, NULL };
+
+int op_group_norm(cu_graph *g, int x, int gamma, int beta, int groups, float eps, int ss,
+		  cu_act act)
+{
+	const cu_tensor *xt;
+	int y, opi, in[4];
+	char s[96];
+	if (g->status || x < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	xt = cu_t(g, x);
+	if (xt->ndim < 2 || groups <= 0 || xt->ne[1] % groups != 0) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "group_norm: %d groups do not divide the channels of %s",
+			groups, cu_shape_str(xt, s, sizeof(s)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	if (ss >= 0 && cu_numel(cu_t(g, ss)) != 2 * xt->ne[0] * xt->ne[1]) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "group_norm: scale-shift %s is not [N, 2C]",
+			cu_shape_str(cu_t(g, ss), s, sizeof(s)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	y = cu_graph_act(g, xt->ndim, xt->ne);
+	in[0] = x;
+	in[1] = gamma;
+	in[2] = beta;
+	in[3] = ss;
+	opi = cu_graph_op(g, &gn_impl, in, 4, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[0] = groups;
+	g->ops[opi].ip[1] = act;
+	g->ops[opi].fp[0] = eps;
+	return y;
+}
+
+static clunet_status softmax_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]);
+	int cols = (int)x->ne[x->ndim - 1], rows = (int)(cu_numel(x) / cols);
+	clunet_status st = cu_op_kernel(p, op, "norm.cl", "-cl-std=CL1.2 -DLS=1 -DACT=0 -DAFFINE=0 -DSS=0",
+					"softmax_rows_f32");
+	if (st)
+		return st;
+	st = cu_set_args(p, op, "ttiif", op->in[0], op->out, rows, cols, (double)op->fp[0]);
+	if (st)
+		return st;
+	cu_op_range(op, 1, (size_t)rows, 1, 1);
+	return CLUNET_OK;
+}
+
+static const cu_op_impl softmax_impl = { "softmax", softmax_prepare, NULL };
+
+int op_softmax(cu_graph *g, int x, float scale)
+{
+	int y, opi;
+	if (g->status || x < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	y = cu_graph_act(g, cu_t(g, x)->ndim, cu_t(g, x)->ne);
+	opi = cu_graph_op(g, &softmax_impl, &x, 1, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].fp[0] = scale;
+	g->ops[opi].flops = 3.0 * (double)cu_numel(cu_t(g, x));
+	return y;
+}

@@ -1,0 +1,82 @@
+/* Op builders: each checks its inputs' shapes, creates the output tensor by
+ * the op's shape rule and appends the op to the graph. The op's kernel
+ * variant and launch geometry are chosen when the graph is planned.
+ * Optional tensor inputs are -1. All activations are float32. */
+#ifndef CLUNET_OPS_H
+#define CLUNET_OPS_H
+
+#include "core/graph.h"
+
+/* ---- convolution (ops/conv.c) ---- */
+
+/* Output channels per weight panel for a convolution with `oc` outputs on
+ * this device: the packing is fixed at load, the rest is chosen per plan. */
+int conv_panel_width(const rt_ctx *rt, int oc);
+/* Packs w[oc][ic][kh][kw] into panels of `oct` channels (zero-padded). dst
+ * holds ceil(oc/oct) * oct * ic * kh * kw floats. */
+void conv_pack(const float *w, int oc, int ic, int kh, int kw, int oct, float *dst);
+size_t conv_packed_size(int oc, int ic, int kh, int kw, int oct);
+
+typedef struct conv_args {
+	int stride;
+	int pad_t, pad_l, pad_b, pad_r;
+	int upsample;  /* 1: read the input nearest-upsampled x2 */
+	int bias;      /* [OC] or -1 */
+	int bias2;     /* [N, OC] added per sample (time embedding), or -1 */
+	int res;       /* residual [N, OC, OH, OW], or -1 */
+	float out_div; /* with res: (res + conv) / out_div */
+	cu_act act;
+} conv_args;
+
+void conv_args_init(conv_args *a, int pad);
+/* x: [N, IC, H, W] (or [N, IC] for a linear layer); w: packed weights of
+ * `oc` x IC x kh x kw (see conv_pack); returns [N, OC, OH, OW] (or [N, OC]). */
+int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args *a);
+
+/* ---- normalisation (ops/norm.c) ---- */
+
+/* GroupNorm of [N, C, ...] with `groups`; gamma/beta [C] or -1 (no affine);
+ * ss [N, 2C] for scale-shift modulation or -1; then act. */
+int op_group_norm(cu_graph *g, int x, int gamma, int beta, int groups, float eps, int ss,
+		  cu_act act);
+/* Softmax over the last dimension of x (scores multiplied by scale first). */
+int op_softmax(cu_graph *g, int x, float scale);
+
+/* ---- elementwise (ops/ewise.c) ---- */
+
+int op_act(cu_graph *g, int x, cu_act act);
+int op_add(cu_graph *g, int a, int b);
+int op_affine(cu_graph *g, int x, float alpha, float beta);
+/* x[n, ...] / d[n] */
+int op_div_rows(cu_graph *g, int x, int d);
+/* channel concatenation of [N, Ca, ...] and [N, Cb, ...] */
+int op_concat(cu_graph *g, int a, int b);
+/* nearest resize of [N, C, H, W] to (oh, ow) */
+int op_nearest(cu_graph *g, int x, int oh, int ow);
+int op_avgpool2(cu_graph *g, int x);
+/* upfirdn2d with separable taps k [taps] (a weight tensor) */
+int op_upfirdn2d(cu_graph *g, int x, int k, int up, int down, int pad0, int pad1);
+/* idx [R] (int32) rows of table [V, D] -> [R, D] */
+int op_embed(cu_graph *g, int idx, int table);
+/* t [N] -> [N, dim] sinusoidal embedding */
+int op_timestep_embed(cu_graph *g, int t, int dim, int flip, float shift);
+/* t [N], w [half] -> [N, 2*half] Gaussian Fourier features */
+int op_fourier_embed(cu_graph *g, int t, int w, int use_log, int flip);
+
+/* ---- GEMM (ops/gemm.c) ---- */
+
+typedef struct gemm_args {
+	int trans_a, trans_b;
+	int m, n, k;
+	int lda, ldb, ldc;
+	long stride_a, stride_b, stride_c;
+	int batch;
+	float alpha;
+} gemm_args;
+
+/* Row-major strided-batched C = alpha * op(A) op(B) into a new tensor of
+ * the given shape (numel must be batch * stride_c). */
+int op_gemm(cu_graph *g, int a, int b, const gemm_args *args, int out_ndim,
+	    const int64_t *out_ne);
+
+#endif

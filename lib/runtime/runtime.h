@@ -1,0 +1,75 @@
+/* The OpenCL runtime: device choice, context and queue, error text, kernel
+ * programs built from the embedded cl/ sources through the on-disk program
+ * cache, and device buffers. Knows nothing about graphs or models. */
+#ifndef CLUNET_RUNTIME_H
+#define CLUNET_RUNTIME_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
+#include "clunet.h"
+#include "common/common.h"
+
+typedef struct rt_program rt_program;
+
+/* The public context is the runtime context. */
+typedef struct clunet_context {
+	cl_platform_id platform;
+	cl_device_id device;
+	cl_context context;
+	cl_command_queue queue;
+	clunet_device_info info;
+	int is_cpu;            /* CPU-class device: kernels shaped for SIMD cores */
+	int profiling;
+	size_t base_align;     /* CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes */
+	cu_log log;
+
+	/* program cache */
+	char *cache_root;      /* "" when off */
+	char *cache_dir;       /* per-device folder, NULL when off */
+	uint64_t cache_budget;
+	unsigned cache_hits, cache_misses, cache_saves;
+	rt_program *programs;  /* built in this process */
+	size_t n_programs;
+	char *kernel_dir;      /* $CLUNET_KERNEL_DIR: read sources from here */
+} rt_ctx;
+
+/* "CL_OUT_OF_RESOURCES" etc. */
+const char *rt_cl_error_name(cl_int err);
+/* Reports a failed OpenCL call: "clFoo(what) failed: CL_X (-n)". Allocation
+ * failures become CLUNET_ERR_DEVICE_MEMORY, the rest CLUNET_ERR_OPENCL. */
+clunet_status rt_cl_fail(cl_int err, const char *call, const char *what);
+#define RT_CHECK(call_expr, name, what)                                       \
+	do {                                                                  \
+		cl_int rt_err_ = (call_expr);                                 \
+		if (rt_err_ != CL_SUCCESS)                                    \
+			return rt_cl_fail(rt_err_, name, what);               \
+	} while (0)
+
+clunet_status rt_create(const clunet_context_options *opt, rt_ctx **out);
+void rt_destroy(rt_ctx *rt);
+
+/* The embedded (or $CLUNET_KERNEL_DIR) source of cl/<name>, prelude included.
+ * Caller frees *text. */
+clunet_status rt_source(rt_ctx *rt, const char *name, char **text, size_t *len);
+
+/* Program for cl/<source> built with `options`, from this process's programs,
+ * else the disk cache, else a fresh build (then saved). */
+clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options,
+			     cl_program *out);
+/* A new kernel object (caller releases it). */
+clunet_status rt_kernel_create(rt_ctx *rt, const char *source, const char *options,
+			       const char *kernel, cl_kernel *out);
+
+/* Device buffer of `bytes`; OOM and limits give CLUNET_ERR_DEVICE_MEMORY with `what`. */
+clunet_status rt_alloc(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out);
+
+/* Program cache internals (runtime/cache.c), exposed for tests and tools. */
+clunet_status rt_cache_init(rt_ctx *rt, const char *dir_option, int no_cache);
+/* Loads a binary for key; *bin NULL on a miss. */
+void rt_cache_load(rt_ctx *rt, const char *key, unsigned char **bin, size_t *len);
+void rt_cache_store(rt_ctx *rt, const char *key, const unsigned char *bin, size_t len);
+/* The entry file of a key (caller frees), NULL when caching is off. */
+char *rt_cache_entry_path(const rt_ctx *rt, const char *key);
+
+#endif

@@ -1,0 +1,895 @@
+#!/usr/bin/env python3
+"""Generate reference fixtures for the C/OpenCL UNet implementation from the REAL diffusers 0.26.3.
+
+Install (Debian):
+    apt-get install python3-torch            # torch 1.13 for /usr/bin/python3
+    /usr/bin/python3 -m pip install --break-system-packages \\
+        diffusers==0.26.3 huggingface_hub==0.20.3 safetensors
+    (numpy comes with python3-torch)
+
+Usage:
+    /usr/bin/python3 tools/make_fixtures.py [--out tests/data] [--only NAME ...] [--list]
+
+`--only` takes case names (or family names); `--list` prints the case table and exits.
+Everything is deterministic: each case seeds torch itself.
+
+What a fixture is
+-----------------
+One folder per case: <out>/<family>/<case>/ (family "unet2d" = diffusers UNet2DModel), holding
+  config.json                         the model config exactly as diffusers' save_pretrained/save_config
+                                      writes it (keeps `_class_name`, `_diffusers_version`).
+  diffusion_pytorch_model.safetensors the weights: random, every element non-zero. Stored in the case's
+                                      weight dtype (F32, F16 or BF16). Cases marked "deprecated attention
+                                      names" use the old google checkpoint key names for the deprecated
+                                      attention blocks (query/key/value/proj_attn instead of
+                                      to_q/to_k/to_v/to_out.0); diffusers renames them on load.
+  inputs.safetensors                  the forward() arguments by name: `sample` (F32), `timestep`
+                                      (I64/I32/F32/F64, 0-d or shape (B,)), `class_labels` when used.
+  expected.safetensors                `sample`: diffusers' output, stored as F64.
+  meta.json                           family, case, reference_dtype ("float64"/"float32"), weights_dtype,
+                                      description (+ some extra informative fields).
+A README.md per family (generated) lists the cases and what each covers.
+
+How the reference is computed
+-----------------------------
+The model is built from the config (per-case torch.manual_seed), then EVERY parameter and persistent
+buffer is overwritten with non-zero random values (diffusers zero-initialises some layers; real checkpoints
+do not). Weights are rounded to the storage dtype, written, read back, and the reference model is built
+from exactly the stored values, then cast to the reference dtype (`.double()` normally; float32 where
+diffusers cannot run in float64), put in eval() mode and run under no_grad with the stored inputs
+(floating inputs cast to the reference dtype, integer inputs unchanged).
+Note that even in a float64 run diffusers computes some things in float32 (the sinusoidal timestep
+projection, the upcast attention softmax). That is diffusers' behaviour and it is kept.
+Torch 1.13 trap: Attention.get_attention_scores uses torch.empty + baddbmm(beta=0), which can leak NaN from
+uninitialised memory; it is monkeypatched to a zero-filled input with beta=1 (bit-identical otherwise).
+Every folder is then re-loaded with `<ModelClass>.from_pretrained(folder)` (which exercises diffusers' own
+deprecated-name conversion) and must reproduce the expected output bit for bit.
+
+Adding model families
+---------------------
+Add a list of `Case` objects (name, model class name, config, input builder, options) and register it in
+FAMILIES below; input builders return a dict of forward() keyword arguments in their storage dtypes.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import warnings
+from typing import Callable, Dict, List
+
+import torch
+
+EXPECTED_DIFFUSERS_VERSION = "0.26.3"
+
+try:
+    import diffusers
+    import safetensors
+    import safetensors.torch
+    from diffusers.models import attention_processor as _attention_processor
+    from diffusers.utils import logging as _diffusers_logging
+except ImportError as exc:  # pragma: no cover
+    sys.exit(f"missing dependency ({exc}); see the header of {__file__} for how to install")
+
+STORAGE_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+SAFETENSORS_DTYPE_NAMES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+}
+REFERENCE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+# deprecated attention parameter names (old google checkpoints) <- current diffusers names
+DEPRECATED_ATTN_RENAMES = [
+    (".to_q.", ".query."),
+    (".to_k.", ".key."),
+    (".to_v.", ".value."),
+    (".to_out.0.", ".proj_attn."),
+]
+
+# Smallest magnitude any random weight may have (representable as a normal number in F16 and BF16).
+MIN_ABS_WEIGHT = 1e-4
+
+
+# --------------------------------------------------------------------------------------------------
+# torch 1.13 NaN trap: patched copy of diffusers 0.26.3 Attention.get_attention_scores
+# --------------------------------------------------------------------------------------------------
+def _get_attention_scores_zero_init(self, query, key, attention_mask=None):
+    """Copy of diffusers 0.26.3 `Attention.get_attention_scores`, except that without a mask the baddbmm
+    input is a zero-filled tensor with beta=1 instead of torch.empty with beta=0 (torch 1.13 can let NaN from
+    the uninitialised memory through). 0 + alpha*q@k^T == alpha*q@k^T exactly, so results are identical."""
+    dtype = query.dtype
+    if self.upcast_attention:
+        query = query.float()
+        key = key.float()
+
+    if attention_mask is None:
+        baddbmm_input = torch.zeros(
+            query.shape[0], query.shape[1], key.shape[1], dtype=query.dtype, device=query.device
+        )
+        beta = 1
+    else:
+        baddbmm_input = attention_mask
+        beta = 1
+
+    attention_scores = torch.baddbmm(
+        baddbmm_input,
+        query,
+        key.transpose(-1, -2),
+        beta=beta,
+        alpha=self.scale,
+    )
+    del baddbmm_input
+
+    if self.upcast_softmax:
+        attention_scores = attention_scores.float()
+
+    attention_probs = attention_scores.softmax(dim=-1)
+    del attention_scores
+
+    attention_probs = attention_probs.to(dtype)
+
+    return attention_probs
+
+
+def install_patches():
+    _attention_processor.Attention.get_attention_scores = _get_attention_scores_zero_init
+
+
+# --------------------------------------------------------------------------------------------------
+# Case description
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Case:
+    name: str
+    model_class: str  # attribute of the `diffusers` package
+    config: dict
+    make_inputs: Callable[[torch.Generator], Dict[str, torch.Tensor]]  # forward kwargs, storage dtypes
+    description: str
+    seed: int
+    weights_dtype: str = "F32"  # "F32" | "F16" | "BF16"
+    deprecated_attention_names: bool = False
+    reference_dtype: str = "float64"  # "float64" | "float32"
+    reference_dtype_reason: str = ""
+    fourier_scale: float = 16.0  # magnitude of GaussianFourierProjection weights (randn * scale)
+    family: str = ""  # filled in by FAMILIES registration
+
+
+# ---- input builders -----------------------------------------------------------------------------
+def _randn(gen, *shape, dtype=torch.float32):
+    return torch.randn(*shape, generator=gen, dtype=torch.float32).to(dtype)
+
+
+def _rand(gen, *shape, dtype=torch.float32):
+    return torch.rand(*shape, generator=gen, dtype=torch.float32).to(dtype)
+
+
+def inputs_ddpm_cifar10_small(gen):
+    return {
+        "sample": _randn(gen, 1, 3, 32, 32),
+        "timestep": torch.tensor(781, dtype=torch.int64),  # 0-d integer
+    }
+
+
+def inputs_butterflies_style(gen):
+    return {
+        "sample": _randn(gen, 2, 3, 32, 32),
+        "timestep": torch.tensor([999.0, 12.75], dtype=torch.float32),
+    }
+
+
+def inputs_ncsnpp_small(gen):
+    return {
+        # image-like data in [0, 1): center_input_sample maps it to [-1, 1)
+        "sample": _rand(gen, 2, 3, 16, 16),
+        # sigmas (noise levels), must be > 0: the Fourier embedding takes log(sigma), output is divided by sigma
+        "timestep": torch.tensor([0.5, 3.0], dtype=torch.float32),
+    }
+
+
+def inputs_resnet_updown_scaleshift(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([17.25, 503.5], dtype=torch.float64),
+    }
+
+
+def inputs_learned_classes_gelu(gen):
+    return {
+        "sample": _randn(gen, 2, 3, 16, 32),  # non-square on purpose (H=16, W=32)
+        "timestep": torch.tensor([3, 999], dtype=torch.int32),  # indices into the learned table (< 1000)
+        "class_labels": torch.tensor([7, 2], dtype=torch.int64),  # indices into nn.Embedding(10, ...)
+    }
+
+
+def inputs_identity_relu_bf16(gen):
+    return {
+        "sample": _randn(gen, 1, 3, 16, 16),
+        "timestep": torch.tensor(37.5, dtype=torch.float32),  # 0-d float
+        "class_labels": _randn(gen, 1, 4 * 32),  # class_embed_type identity: width 4*block_out_channels[0]
+    }
+
+
+def inputs_class_timestep_fp32(gen):
+    return {
+        "sample": _randn(gen, 2, 3, 16, 16),
+        "timestep": torch.tensor([10, 500], dtype=torch.int64),
+        "class_labels": torch.tensor([3.0, 42.5], dtype=torch.float32),  # go through time_proj (sinusoid)
+    }
+
+
+# ---- UNet2DModel cases ----------------------------------------------------------------------------
+UNET2D_CASES: List[Case] = [
+    Case(
+        name="ddpm_cifar10_small",
+        model_class="UNet2DModel",
+        seed=1001,
+        deprecated_attention_names=True,
+        config=dict(
+            sample_size=32,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=[16, 16, 16, 16],
+            down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+            layers_per_block=2,
+            downsample_padding=0,
+            flip_sin_to_cos=False,
+            freq_shift=1,
+            norm_eps=1e-6,
+            norm_num_groups=4,
+            attention_head_dim=None,
+            act_fn="silu",
+            time_embedding_type="positional",
+            center_input_sample=False,
+            mid_block_scale_factor=1,
+            resnet_time_scale_shift="default",
+            add_attention=True,
+        ),
+        make_inputs=inputs_ddpm_cifar10_small,
+        description=(
+            "google/ddpm-cifar10-32 layout at reduced width (block_out_channels [16,16,16,16] instead of "
+            "[128,256,256,256]; norm_num_groups 4 instead of 32, i.e. the same 4 channels per group): "
+            "DownBlock2D/AttnDownBlock2D/UpBlock2D/AttnUpBlock2D, layers_per_block 2 (3 resnets per up block), "
+            "downsample_padding 0 (asymmetric right/bottom pad before the stride-2 conv), positional time "
+            "embedding with flip_sin_to_cos false and freq_shift 1, norm_eps 1e-6, attention_head_dim null "
+            "(one head of dim C), silu, 32x32, batch 1, 0-d int64 timestep; deprecated attention key names "
+            "(query/key/value/proj_attn) in the weight file."
+        ),
+    ),
+    Case(
+        name="butterflies_style",
+        model_class="UNet2DModel",
+        seed=1002,
+        config=dict(
+            sample_size=32,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=[8, 8, 16, 16, 16, 16],
+            down_block_types=[
+                "DownBlock2D",
+                "DownBlock2D",
+                "DownBlock2D",
+                "DownBlock2D",
+                "AttnDownBlock2D",
+                "DownBlock2D",
+            ],
+            up_block_types=["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"],
+            layers_per_block=2,
+            attention_head_dim=8,
+            norm_num_groups=4,
+            attn_norm_num_groups=8,
+            norm_eps=1e-5,
+            flip_sin_to_cos=True,
+            freq_shift=0,
+            act_fn="silu",
+            downsample_padding=1,
+        ),
+        make_inputs=inputs_butterflies_style,
+        description=(
+            "diffusers-tutorial DDPM (ddpm-butterflies-128) layout, 6 levels at reduced width "
+            "([8,8,16,16,16,16], 32x32 so the bottom level is 1x1): attention_head_dim 8 => 2 heads of dim 8 "
+            "in AttnDownBlock2D, AttnUpBlock2D and the mid attention; attn_norm_num_groups 8 (mid-block "
+            "attention GroupNorm) differs from norm_num_groups 4; layers_per_block 2; downsample_padding 1; "
+            "flip_sin_to_cos true, freq_shift 0; norm_eps 1e-5; silu; batch 2 with one float32 timestep per "
+            "item (fractional 12.75)."
+        ),
+    ),
+    Case(
+        name="ncsnpp_small",
+        model_class="UNet2DModel",
+        seed=1003,
+        deprecated_attention_names=True,
+        reference_dtype="float32",
+        reference_dtype_reason=(
+            "the FIR resampling of the Skip blocks builds a float32 kernel and fails on float64 inputs"
+        ),
+        config=dict(
+            sample_size=16,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=[32, 32, 16],
+            down_block_types=["SkipDownBlock2D", "AttnSkipDownBlock2D", "SkipDownBlock2D"],
+            up_block_types=["SkipUpBlock2D", "AttnSkipUpBlock2D", "SkipUpBlock2D"],
+            layers_per_block=1,
+            time_embedding_type="fourier",
+            flip_sin_to_cos=True,
+            freq_shift=0,
+            center_input_sample=True,
+            mid_block_scale_factor=1.41421356237,
+            norm_eps=1e-6,
+            norm_num_groups=None,
+            attention_head_dim=None,
+            act_fn="silu",
+        ),
+        make_inputs=inputs_ncsnpp_small,
+        description=(
+            "google/ncsnpp-* (NCSN++ / score SDE VE) layout at reduced size: SkipDownBlock2D, "
+            "AttnSkipDownBlock2D, SkipUpBlock2D, AttnSkipUpBlock2D (FIR up/down resampling, RGB skip path summed "
+            "into the output), Fourier time embedding (GaussianFourierProjection, scale 16, log(sigma), "
+            "sin first; config flip_sin_to_cos true is ignored by this path; output divided by sigma), "
+            "center_input_sample true, mid_block_scale_factor 1.41421356237, norm_num_groups null (Skip blocks "
+            "compute their own groups: min(C//4,32) etc.; AttnSkipUpBlock2D's operator-precedence group quirk "
+            "min(in + skip//4, 32) gives 24 and 32 here; AttnSkip attention GroupNorm is fixed at 32 groups; "
+            "conv_norm_out and the mid block use min(C//4,32)), norm_eps 1e-6, attention_head_dim null, "
+            "layers_per_block 1, block_out_channels [32,32,16], batch 2, sigmas 0.5 and 3.0 (float32); "
+            "deprecated attention key names; float32 reference."
+        ),
+    ),
+    Case(
+        name="resnet_updown_scaleshift",
+        model_class="UNet2DModel",
+        seed=1004,
+        config=dict(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=[16, 16, 16],
+            down_block_types=["ResnetDownsampleBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D"],
+            up_block_types=["ResnetUpsampleBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D"],
+            layers_per_block=1,
+            downsample_type="resnet",
+            upsample_type="resnet",
+            resnet_time_scale_shift="scale_shift",
+            attn_norm_num_groups=None,
+            norm_num_groups=4,
+            norm_eps=1e-5,
+            act_fn="mish",
+            attention_head_dim=8,
+            downsample_padding=1,
+            flip_sin_to_cos=True,
+            freq_shift=1,
+        ),
+        make_inputs=inputs_resnet_updown_scaleshift,
+        description=(
+            "IF/unCLIP-style resampling: ResnetDownsampleBlock2D / ResnetUpsampleBlock2D (down=True resnet: "
+            "avg-pool inside; up=True resnet: nearest inside) and AttnDownBlock2D/AttnUpBlock2D with "
+            "downsample_type/upsample_type \"resnet\"; resnet_time_scale_shift scale_shift (time_emb_proj "
+            "outputs 2C: norm2(h)*(1+scale)+shift) and attn_norm_num_groups null => the mid-block attention has "
+            "NO GroupNorm (the down/up attention blocks still have one); act_fn mish (also applied to temb "
+            "inside the resnets); attention_head_dim 8 => 2 heads; norm_num_groups 4; flip_sin_to_cos true with freq_shift 1; "
+            "in/out channels 4; batch 2 with float64 timesteps per item (diffusers casts them to float32 in "
+            "the sinusoidal projection)."
+        ),
+    ),
+    Case(
+        name="learned_classes_gelu",
+        model_class="UNet2DModel",
+        seed=1005,
+        weights_dtype="F16",
+        config=dict(
+            sample_size=[16, 32],
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=[16, 24],
+            down_block_types=["DownBlock2D", "AttnDownBlock2D"],
+            up_block_types=["AttnUpBlock2D", "UpBlock2D"],
+            layers_per_block=1,
+            time_embedding_type="learned",
+            num_train_timesteps=1000,
+            num_class_embeds=10,
+            act_fn="gelu",
+            add_attention=False,
+            attention_head_dim=8,
+            norm_num_groups=8,
+            norm_eps=1e-5,
+            dropout=0.1,
+        ),
+        make_inputs=inputs_learned_classes_gelu,
+        description=(
+            "time_embedding_type learned (nn.Embedding(num_train_timesteps=1000, 16) indexed by the timestep), "
+            "class_embed_type null with num_class_embeds 10 (nn.Embedding lookup of int64 class_labels added to "
+            "the time embedding), act_fn gelu (exact erf), add_attention false (mid block = 2 resnets, no "
+            "attention), layers_per_block 1, block_out_channels [16,24], attention_head_dim 8 (3 heads in AttnDownBlock2D/AttnUpBlock2D), "
+            "final down block is an AttnDownBlock2D (no downsampler), dropout 0.1 in the config (inference: "
+            "no-op), non-square 16x32 input, batch 2, int32 timesteps per item; weights stored as F16."
+        ),
+    ),
+    Case(
+        name="identity_relu_bf16",
+        model_class="UNet2DModel",
+        seed=1006,
+        weights_dtype="BF16",
+        config=dict(
+            sample_size=16,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=[32, 32],
+            down_block_types=["AttnDownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "AttnUpBlock2D"],
+            layers_per_block=1,
+            class_embed_type="identity",
+            act_fn="relu",
+            attention_head_dim=8,
+            mid_block_scale_factor=2.0,
+            norm_num_groups=8,
+            attn_norm_num_groups=16,
+            norm_eps=1e-5,
+            flip_sin_to_cos=True,
+            freq_shift=0,
+        ),
+        make_inputs=inputs_identity_relu_bf16,
+        description=(
+            "class_embed_type identity (class_labels: float tensor of width 4*block_out_channels[0] = 128 added "
+            "to the time embedding as is), act_fn relu, attention_head_dim 8 => 4 heads of dim 8 at 32 channels "
+            "(256 tokens at 16x16; 16 tokens in the mid block), mid_block_scale_factor 2.0 (mid resnets' "
+            "output_scale_factor and mid attention rescale_output_factor), norm_num_groups 8 with 32 "
+            "channels (4 channels per group), attn_norm_num_groups 16 (explicit, mid attention only), AttnDownBlock2D at full "
+            "resolution with a conv downsampler, 0-d float32 timestep (37.5), batch 1; weights stored as BF16."
+        ),
+    ),
+    Case(
+        name="class_timestep_fp32",
+        model_class="UNet2DModel",
+        seed=1007,
+        reference_dtype="float32",
+        reference_dtype_reason=(
+            "class_embed_type \"timestep\" feeds the float32 output of time_proj straight into the "
+            "class_embedding Linear without a cast, which fails for float64 (and float16) models"
+        ),
+        config=dict(
+            sample_size=16,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=[16, 16],
+            down_block_types=["UNetResDownBlock2D", "AttnDownBlock2D"],
+            up_block_types=["AttnUpBlock2D", "UNetResUpBlock2D"],
+            layers_per_block=1,
+            class_embed_type="timestep",
+            attention_head_dim=4,
+            norm_num_groups=4,
+            norm_eps=1e-5,
+            flip_sin_to_cos=False,
+            freq_shift=0,
+            act_fn="silu",
+        ),
+        make_inputs=inputs_class_timestep_fp32,
+        description=(
+            "class_embed_type \"timestep\": float class_labels go through the same sinusoidal time_proj as the "
+            "timesteps and then a separate TimestepEmbedding MLP (class_embedding.linear_1/linear_2), summed "
+            "with the time embedding; flip_sin_to_cos false with freq_shift 0; attention_head_dim 4 => 4 heads "
+            "of dim 4; norm_num_groups 4; legacy block names with the \"UNetRes\" prefix in the config "
+            "(UNetResDownBlock2D, UNetResUpBlock2D: diffusers strips the prefix); int64 timesteps per item, "
+            "batch 2; float32 reference (diffusers 0.26.3 cannot run this option in float64)."
+        ),
+    ),
+]
+
+FAMILIES: Dict[str, List[Case]] = {
+    "unet2d": UNET2D_CASES,
+    # later: "unet1d": UNET1D_CASES, "unet2d_condition": ..., "unet3d_condition": ..., "unet_motion": ...
+}
+for _family, _cases in FAMILIES.items():
+    for _case in _cases:
+        _case.family = _family
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights
+# --------------------------------------------------------------------------------------------------
+def _avoid_tiny(t: torch.Tensor) -> torch.Tensor:
+    """Push elements with |x| < MIN_ABS_WEIGHT away from zero (keeps sign; zero -> +MIN_ABS_WEIGHT)."""
+    tiny = t.abs() < MIN_ABS_WEIGHT
+    if tiny.any():
+        repl = torch.where(t < 0, torch.full_like(t, -MIN_ABS_WEIGHT), torch.full_like(t, MIN_ABS_WEIGHT))
+        t = torch.where(tiny, repl, t)
+    return t
+
+
+def _fan_in_uniform(shape, gen) -> torch.Tensor:
+    tmp = torch.empty(shape)
+    fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(tmp)
+    return (torch.rand(shape, generator=gen) * 2 - 1) * math.sqrt(3.0 / max(fan_in, 1))
+
+
+def _random_param(module: torch.nn.Module, pname: str, shape, gen, case: Case) -> torch.Tensor:
+    from diffusers.models.embeddings import GaussianFourierProjection
+
+    if isinstance(module, (torch.nn.modules.conv._ConvNd, torch.nn.Linear)):
+        if pname == "weight":
+            return _fan_in_uniform(shape, gen)
+        return 0.1 * torch.randn(shape, generator=gen)
+    if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
+        if pname == "weight":
+            return 1.0 + 0.2 * torch.randn(shape, generator=gen)
+        return 0.2 * torch.randn(shape, generator=gen)
+    if isinstance(module, torch.nn.Embedding):
+        return torch.randn(shape, generator=gen)
+    if isinstance(module, GaussianFourierProjection):
+        # diffusers initialises it as randn * scale (scale 16 in UNet2DModel); keep that magnitude
+        return torch.randn(shape, generator=gen) * case.fourier_scale
+    # unknown parameter kinds (future families): matrices fan-in scaled, vectors small
+    if len(shape) >= 2:
+        return _fan_in_uniform(shape, gen)
+    return 0.1 * torch.randn(shape, generator=gen)
+
+
+def randomize_weights_(model: torch.nn.Module, case: Case) -> None:
+    """Overwrite every parameter and every persistent floating buffer with non-zero random values."""
+    gen = torch.Generator().manual_seed(case.seed * 7919 + 17)
+    seen = set()
+    with torch.no_grad():
+        for mname, module in model.named_modules():
+            for pname, p in module.named_parameters(recurse=False):
+                if id(p) in seen:  # aliases (e.g. GaussianFourierProjection .W is .weight)
+                    continue
+                seen.add(id(p))
+                val = _random_param(module, pname, tuple(p.shape), gen, case)
+                p.copy_(_avoid_tiny(val).to(p.dtype))
+            non_persistent = getattr(module, "_non_persistent_buffers_set", set())
+            for bname, b in module.named_buffers(recurse=False):
+                if b is None or bname in non_persistent or not b.is_floating_point():
+                    continue
+                # keep the structure of fixed tables (kernels, positional tables) but make them non-zero
+                val = b.float() + 0.05 * torch.randn(tuple(b.shape), generator=gen)
+                b.copy_(_avoid_tiny(val).to(b.dtype))
+    n_params = len(list(model.parameters()))
+    if len(seen) != n_params:
+        raise RuntimeError(f"{case.name}: randomized {len(seen)} parameters, model has {n_params}")
+
+
+def round_weights_(model: torch.nn.Module, storage_dtype: torch.dtype) -> None:
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.to(storage_dtype).to(t.dtype))
+
+
+def dedup_state_dict(state_dict: Dict[str, torch.Tensor]):
+    """Drop aliases (several names for one tensor, e.g. GaussianFourierProjection `W` and `weight`):
+    keep the first name in state_dict order. diffusers 0.26.3's save_pretrained hands both names to
+    safetensors, which refuses shared tensors; later diffusers registers only `weight`."""
+    kept: Dict[str, torch.Tensor] = {}
+    aliases: Dict[str, str] = {}
+    by_storage: Dict[tuple, str] = {}
+    for k, v in state_dict.items():
+        key = (v.data_ptr(), v.dtype, tuple(v.shape), tuple(v.stride()))
+        if v.numel() > 0 and key in by_storage:
+            aliases[k] = by_storage[key]
+            continue
+        by_storage[key] = k
+        kept[k] = v
+    return kept, aliases
+
+
+def deprecated_attention_paths(model: torch.nn.Module) -> List[str]:
+    return [
+        name
+        for name, module in model.named_modules()
+        if getattr(module, "_from_deprecated_attn_block", False)
+    ]
+
+
+def rename_to_deprecated(state_dict: Dict[str, torch.Tensor], paths: List[str]) -> Dict[str, torch.Tensor]:
+    out = {}
+    n_renamed = 0
+    for k, v in state_dict.items():
+        new_k = k
+        for p in paths:
+            if k.startswith(p + "."):
+                rest = k[len(p) :]
+                for new, old in DEPRECATED_ATTN_RENAMES:
+                    if rest.startswith(new):
+                        new_k = p + old + rest[len(new) :]
+                        n_renamed += 1
+                        break
+                break
+        out[new_k] = v
+    if n_renamed != 8 * len(paths):
+        raise RuntimeError(f"expected {8 * len(paths)} renamed attention keys, renamed {n_renamed}")
+    return out
+
+
+def rename_from_deprecated(state_dict: Dict[str, torch.Tensor], paths: List[str]) -> Dict[str, torch.Tensor]:
+    """Inverse of rename_to_deprecated (used to build the reference model from the stored file)."""
+    out = {}
+    for k, v in state_dict.items():
+        new_k = k
+        for p in paths:
+            if k.startswith(p + "."):
+                rest = k[len(p) :]
+                for new, old in DEPRECATED_ATTN_RENAMES:
+                    if rest.startswith(old):
+                        new_k = p + new + rest[len(old) :]
+                        break
+                break
+        out[new_k] = v
+    return out
+
+
+def assert_no_zero_weights(state_dict: Dict[str, torch.Tensor], what: str) -> None:
+    for k, v in state_dict.items():
+        if v.is_floating_point() and (v == 0).any():
+            raise RuntimeError(f"{what}: weight {k} has exact zeros")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise RuntimeError(f"{what}: weight {k} is not finite")
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixture generation
+# --------------------------------------------------------------------------------------------------
+def _to_reference(inputs: Dict[str, torch.Tensor], ref_dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    return {k: (v.to(ref_dtype) if v.is_floating_point() else v.clone()) for k, v in inputs.items()}
+
+
+def _run(model, inputs):
+    with torch.no_grad():
+        return model(**inputs, return_dict=True).sample
+
+
+def _tensor_info(t: torch.Tensor) -> dict:
+    return {"dtype": SAFETENSORS_DTYPE_NAMES[t.dtype], "shape": list(t.shape)}
+
+
+def make_case(case: Case, out_root: str) -> dict:
+    model_cls = getattr(diffusers, case.model_class)
+    storage_dtype = STORAGE_DTYPES[case.weights_dtype]
+    ref_dtype = REFERENCE_DTYPES[case.reference_dtype]
+    folder = os.path.join(out_root, case.family, case.name)
+
+    # 1. build with a fixed seed, overwrite every weight, round to the storage dtype
+    torch.manual_seed(case.seed)
+    model = model_cls(**case.config)
+    model.eval()
+    randomize_weights_(model, case)
+    round_weights_(model, storage_dtype)
+
+    # 2. the state dict as written (aliases dropped, storage dtype, optional deprecated names)
+    full_sd = model.state_dict()
+    sd, aliases = dedup_state_dict(full_sd)
+    sd = {k: v.detach().to(storage_dtype).contiguous().clone() for k, v in sd.items()}
+    assert_no_zero_weights(sd, case.name)
+    file_sd = sd
+    attn_paths = deprecated_attention_paths(model)
+    if case.deprecated_attention_names:
+        if not attn_paths:
+            raise RuntimeError(f"{case.name}: deprecated attention names requested but no such blocks")
+        file_sd = rename_to_deprecated(sd, attn_paths)
+
+    tmp = os.path.join(out_root, case.family, f".{case.name}.tmp{os.getpid()}")
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        model.save_config(tmp)  # what save_pretrained writes as config.json
+        weights_path = os.path.join(tmp, "diffusion_pytorch_model.safetensors")
+        safetensors.torch.save_file(file_sd, weights_path, metadata={"format": "pt"})
+
+        # 3. reference model built from exactly the stored values
+        stored = safetensors.torch.load_file(weights_path)
+        for k, v in stored.items():
+            if v.dtype != storage_dtype:
+                raise RuntimeError(f"{case.name}: stored {k} as {v.dtype}, wanted {storage_dtype}")
+        if case.deprecated_attention_names:
+            if any(".to_q." in k or ".to_out.0." in k for k in stored if any(k.startswith(p + ".") for p in attn_paths)):
+                raise RuntimeError(f"{case.name}: new-style attention names left in the file")
+            stored = rename_from_deprecated(stored, attn_paths)
+        torch.manual_seed(case.seed)
+        ref_model = model_cls.from_config(model.config)
+        missing, unexpected = ref_model.load_state_dict(stored, strict=False)
+        if unexpected or set(missing) - set(aliases):
+            raise RuntimeError(f"{case.name}: load mismatch: missing {missing}, unexpected {unexpected}")
+        ref_model = ref_model.to(ref_dtype).eval()
+
+        inputs = case.make_inputs(torch.Generator().manual_seed(case.seed * 31 + 5))
+        if inputs["sample"].dtype != torch.float32:
+            raise RuntimeError("sample must be stored as F32")
+        ref_inputs = _to_reference(inputs, ref_dtype)
+        out = _run(ref_model, ref_inputs)
+        if out.dtype != ref_dtype:
+            raise RuntimeError(f"{case.name}: output dtype {out.dtype}, expected {ref_dtype}")
+        if not torch.isfinite(out).all():
+            raise RuntimeError(f"{case.name}: non-finite reference output")
+
+        # 4. the folder must load with diffusers' own from_pretrained and give the identical output
+        loaded, info = model_cls.from_pretrained(tmp, output_loading_info=True)
+        bad_missing = set(info["missing_keys"]) - set(aliases)
+        if bad_missing or info["unexpected_keys"] or info["mismatched_keys"] or info["error_msgs"]:
+            raise RuntimeError(f"{case.name}: from_pretrained loading problems: {info}")
+        loaded = loaded.to(ref_dtype).eval()
+        out2 = _run(loaded, _to_reference(inputs, ref_dtype))
+        if not torch.equal(out, out2):
+            raise RuntimeError(
+                f"{case.name}: from_pretrained output differs (max abs diff {(out - out2).abs().max().item()})"
+            )
+
+        expected = {"sample": out.to(torch.float64).contiguous()}
+        safetensors.torch.save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(tmp, "inputs.safetensors"))
+        safetensors.torch.save_file(expected, os.path.join(tmp, "expected.safetensors"))
+
+        out64 = expected["sample"]
+        meta = {
+            "family": case.family,
+            "case": case.name,
+            "model_class": case.model_class,
+            "reference_dtype": case.reference_dtype,
+            "weights_dtype": case.weights_dtype,
+            "deprecated_attention_names": case.deprecated_attention_names,
+            "description": case.description,
+            "inputs": {k: _tensor_info(v) for k, v in inputs.items()},
+            "expected": {"sample": _tensor_info(out64)},
+            "output_stats": {
+                "std": out64.std().item(),
+                "mean_abs": out64.abs().mean().item(),
+                "max_abs": out64.abs().max().item(),
+            },
+            "weight_aliases_not_stored": aliases,
+            "num_parameters": sum(v.numel() for v in sd.values()),
+            "seed": case.seed,
+            "generated_with": {
+                "diffusers": diffusers.__version__,
+                "torch": torch.__version__,
+                "safetensors": getattr(safetensors, "__version__", "?"),
+            },
+        }
+        if case.reference_dtype_reason:
+            meta["reference_dtype_reason"] = case.reference_dtype_reason
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+
+        umask = os.umask(0)
+        os.umask(umask)
+        for fn in os.listdir(tmp):  # safetensors writes 0600 files; use ordinary permissions
+            os.chmod(os.path.join(tmp, fn), 0o666 & ~umask)
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+
+    sizes = {fn: os.path.getsize(os.path.join(folder, fn)) for fn in sorted(os.listdir(folder))}
+    print(
+        f"  {case.family}/{case.name}: out {list(out64.shape)} std {meta['output_stats']['std']:.4f} "
+        f"max|x| {meta['output_stats']['max_abs']:.3f}; {meta['num_parameters']} params "
+        f"({case.weights_dtype}); {sum(sizes.values()) / 1024:.1f} KiB"
+    )
+    return meta
+
+
+def _fmt_inputs(case: Case) -> str:
+    inputs = case.make_inputs(torch.Generator().manual_seed(0))
+    return ", ".join(
+        f"`{k}` {SAFETENSORS_DTYPE_NAMES[v.dtype]} {tuple(v.shape) if v.dim() else '0-d'}" for k, v in inputs.items()
+    )
+
+
+def write_family_readme(family: str, cases: List[Case], out_root: str) -> None:
+    fam_dir = os.path.join(out_root, family)
+    lines = [
+        f"# `{family}` reference fixtures",
+        "",
+        "Generated by `tools/make_fixtures.py` (do not edit by hand; rerun the script) from the real "
+        f"diffusers {EXPECTED_DIFFUSERS_VERSION} `{cases[0].model_class}` with random non-zero weights.",
+        "",
+        "Each folder holds `config.json` (as diffusers writes it), `diffusion_pytorch_model.safetensors` "
+        "(weights in the case's storage dtype), `inputs.safetensors` (forward() arguments by name: `sample`, "
+        "`timestep`, `class_labels` when used), `expected.safetensors` (`sample`: diffusers' output, F64) and "
+        "`meta.json`.",
+        "",
+        "Reference: `reference_dtype` float64 means the model ran with `.double()`; diffusers still computes "
+        "the sinusoidal timestep projection and the (upcast) attention softmax in float32. float32 means "
+        "diffusers cannot run that configuration in float64 (see `reference_dtype_reason` in meta.json); "
+        "compare those with a float32-level tolerance.",
+        "Weights stored as F16/BF16 are exactly the values the reference used (rounded first, then run in "
+        "the reference dtype).",
+        "`time_proj.W` (GaussianFourierProjection alias of `time_proj.weight`) is not stored: only "
+        "`time_proj.weight`. Old `.bin` checkpoints may carry both names.",
+        "Cases with deprecated attention names store the deprecated attention blocks' projections as "
+        "`query`/`key`/`value`/`proj_attn` (old google checkpoints) instead of `to_q`/`to_k`/`to_v`/`to_out.0`.",
+        "",
+        "| case | weights | reference | deprecated attn names | inputs |",
+        "|---|---|---|---|---|",
+    ]
+    for c in cases:
+        lines.append(
+            f"| `{c.name}` | {c.weights_dtype} | {c.reference_dtype} | "
+            f"{'yes' if c.deprecated_attention_names else 'no'} | {_fmt_inputs(c)} |"
+        )
+    lines.append("")
+    for c in cases:
+        lines += [f"## `{c.name}`", "", c.description, ""]
+        if c.reference_dtype_reason:
+            lines += [f"float32 reference because {c.reference_dtype_reason}.", ""]
+        lines += ["```json", json.dumps(c.config, indent=None), "```", ""]
+    with open(os.path.join(fam_dir, "README.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def dir_size(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for fn in files:
+            total += os.path.getsize(os.path.join(root, fn))
+    return total
+
+
+def main(argv=None) -> int:
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(repo_root, "tests", "data"), help="output root (default: tests/data)")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="case or family names to (re)generate")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    args = ap.parse_args(argv)
+
+    all_cases = [c for cases in FAMILIES.values() for c in cases]
+    if args.list:
+        for c in all_cases:
+            print(f"{c.family}/{c.name}  [{c.model_class}, weights {c.weights_dtype}, reference {c.reference_dtype}"
+                  f"{', deprecated attn names' if c.deprecated_attention_names else ''}]")
+            print(f"    {c.description}")
+        return 0
+
+    if diffusers.__version__ != EXPECTED_DIFFUSERS_VERSION:
+        sys.exit(f"diffusers {diffusers.__version__} found; the fixtures must come from {EXPECTED_DIFFUSERS_VERSION}")
+
+    selected = all_cases
+    if args.only:
+        names = set(args.only)
+        unknown = names - {c.name for c in all_cases} - set(FAMILIES)
+        if unknown:
+            sys.exit(f"unknown case/family: {sorted(unknown)} (see --list)")
+        selected = [c for c in all_cases if c.name in names or c.family in names]
+
+    _diffusers_logging.set_verbosity_error()
+    # diffusers' FIR code calls torch.tensor(tensor); harmless, but noisy
+    warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
+    install_patches()
+    torch.set_num_threads(1)  # fixed reduction order
+
+    print(f"diffusers {diffusers.__version__}, torch {torch.__version__}; writing to {args.out}")
+    for family, cases in FAMILIES.items():
+        fam_cases = [c for c in cases if c in selected]
+        if not fam_cases:
+            continue
+        os.makedirs(os.path.join(args.out, family), exist_ok=True)
+        for case in fam_cases:
+            make_case(case, args.out)
+        write_family_readme(family, cases, args.out)
+
+    print("size summary:")
+    grand = 0
+    for family, cases in FAMILIES.items():
+        fam_dir = os.path.join(args.out, family)
+        if not os.path.isdir(fam_dir):
+            continue
+        for c in cases:
+            p = os.path.join(fam_dir, c.name)
+            if os.path.isdir(p):
+                print(f"  {family}/{c.name}: {dir_size(p) / 1024:.1f} KiB")
+        total = dir_size(fam_dir)
+        grand += total
+        print(f"  {family} total: {total / 1024:.1f} KiB ({total / 1e6:.2f} MB)")
+    print(f"all families: {grand / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
