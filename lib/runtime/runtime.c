@@ -283,6 +283,11 @@ clunet_status rt_create(const clunet_context_options *opt, rt_ctx **out)
 	rt->device = dev.device;
 	rt->info = dev.info;
 	rt->is_cpu = strcmp(dev.info.type, "CPU") == 0;
+	/* force the kernels shaped for the other device class (to test them) */
+	if (getenv("CLUNET_DEVICE_CLASS") && !strcmp(getenv("CLUNET_DEVICE_CLASS"), "gpu"))
+		rt->is_cpu = 0;
+	else if (getenv("CLUNET_DEVICE_CLASS") && !strcmp(getenv("CLUNET_DEVICE_CLASS"), "cpu"))
+		rt->is_cpu = 1;
 	rt->profiling = opt->profiling;
 	rt->log.fn = opt->log;
 	rt->log.user = opt->log_user;

@@ -1,0 +1,534 @@
+/* Every op kernel against a plain C reference (double accumulation) on
+ * random inputs, odd sizes included. Each case builds a one-op graph, plans
+ * it and runs it like a model would. Set CLUNET_DEVICE_CLASS=gpu to test the
+ * GPU-shaped variants on a CPU device. */
+#include "testutil.h"
+
+#include "common/common.h"
+#include "core/graph.h"
+#include "ops/ops.h"
+
+#define TOL 2e-6
+
+static rt_ctx *rt;
+static cu_rng rng;
+
+/* ------------------------------------------------------------ harness */
+
+typedef struct harness {
+	cu_graph *g;
+	cl_mem bufs[16];
+	int nb;
+	const void *inputs[8];
+	int ni;
+} harness;
+
+static void h_init(harness *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->g = cu_graph_new(rt);
+}
+
+static int h_input(harness *h, const float *data, int ndim, const int64_t *ne)
+{
+	h->inputs[h->ni] = data;
+	return cu_graph_input(h->g, h->ni++, CU_F32, ndim, ne);
+}
+
+static int h_input_i32(harness *h, const int32_t *data, int ndim, const int64_t *ne)
+{
+	h->inputs[h->ni] = data;
+	return cu_graph_input(h->g, h->ni++, CU_I32, ndim, ne);
+}
+
+static int h_weight(harness *h, const float *data, size_t n, int ndim, const int64_t *ne)
+{
+	cl_mem m;
+	if (rt_alloc(rt, n * 4, "test weight", &m) != CLUNET_OK)
+		return -1;
+	clEnqueueWriteBuffer(rt->queue, m, CL_TRUE, 0, n * 4, data, 0, NULL, NULL);
+	h->bufs[h->nb++] = m;
+	return cu_graph_weight(h->g, m, 0, CU_F32, ndim, ne);
+}
+
+/* Plans and runs the graph with output y; compares with want. */
+static void h_check(harness *h, int y, const double *want, size_t n, double tol, const char *what)
+{
+	cu_plan *p = NULL;
+	clunet_status st;
+	cu_graph_set_output(h->g, y);
+	st = cu_plan_create(h->g, &p);
+	if (st) {
+		CHECK(0, "%s: plan failed: %s", what, clunet_last_error());
+		cu_graph_free(h->g);
+	} else {
+		st = cu_plan_run(p, h->inputs);
+		CHECK(st == CLUNET_OK, "%s: run failed: %s", what, clunet_last_error());
+		if (!st) {
+			size_t got_n = (size_t)cu_numel(&p->g->t[p->g->output]);
+			double e;
+			CHECK(got_n == n, "%s: output has %zu elements, expected %zu", what, got_n, n);
+			e = tu_rel_l2(p->host_out, want, n < got_n ? n : got_n);
+			printf("  %-58s rel L2 %.2e\n", what, e);
+			CHECK(e <= tol, "%s: relative L2 error %.3e > %.1e", what, e, tol);
+		}
+		cu_plan_free(p);
+	}
+	for (int i = 0; i < h->nb; i++)
+		clReleaseMemObject(h->bufs[i]);
+}
+
+static float *rnd(size_t n, float scale)
+{
+	float *v = malloc(n * sizeof(float) + 4);
+	for (size_t i = 0; i < n; i++)
+		v[i] = scale * cu_rng_normal(&rng);
+	return v;
+}
+
+static double act_ref(double x, cu_act a)
+{
+	switch (a) {
+	case CU_ACT_SILU: return x / (1 + exp(-x));
+	case CU_ACT_MISH: return x * tanh(log1p(exp(x)));
+	case CU_ACT_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+	case CU_ACT_RELU: return x > 0 ? x : 0;
+	default: return x;
+	}
+}
+
+/* ------------------------------------------------------------ conv2d */
+
+typedef struct conv_case {
+	int n, ic, oc, h, w, k, s, pt, pl, pb, pr, ups, bias, bias2, res;
+	float div;
+	cu_act act;
+	int linear; /* 2-D input [n, ic] */
+} conv_case;
+
+static void test_conv(const conv_case *c)
+{
+	harness h;
+	int lh = c->linear ? 1 : c->h * (c->ups ? 2 : 1), lw = c->linear ? 1 : c->w * (c->ups ? 2 : 1);
+	int ih = c->linear ? 1 : c->h, iw = c->linear ? 1 : c->w;
+	int oh = (lh + c->pt + c->pb - c->k) / c->s + 1, ow = (lw + c->pl + c->pr - c->k) / c->s + 1;
+	size_t nx = (size_t)c->n * c->ic * ih * iw, nw = (size_t)c->oc * c->ic * c->k * c->k;
+	size_t ny = (size_t)c->n * c->oc * oh * ow;
+	float *x = rnd(nx, 1), *w = rnd(nw, 1.0f / sqrtf((float)(c->ic * c->k * c->k)));
+	float *b = rnd((size_t)c->oc, 0.5f), *b2 = rnd((size_t)c->n * c->oc, 0.5f), *r = rnd(ny, 1);
+	int oct = conv_panel_width(rt, c->oc);
+	float *packed = malloc(conv_packed_size(c->oc, c->ic, c->k, c->k, oct) * 4);
+	double *want = malloc(ny * sizeof(double));
+	char what[160];
+	conv_args a;
+	int xt, wt, y;
+
+	for (int n = 0; n < c->n; n++)
+		for (int o = 0; o < c->oc; o++)
+			for (int oy = 0; oy < oh; oy++)
+				for (int ox = 0; ox < ow; ox++) {
+					double acc = 0;
+					for (int i = 0; i < c->ic; i++)
+						for (int ky = 0; ky < c->k; ky++)
+							for (int kx = 0; kx < c->k; kx++) {
+								int iy = oy * c->s - c->pt + ky, ix = ox * c->s - c->pl + kx;
+								if (iy < 0 || iy >= lh || ix < 0 || ix >= lw)
+									continue;
+								if (c->ups) {
+									iy /= 2;
+									ix /= 2;
+								}
+								acc += (double)w[((o * c->ic + i) * c->k + ky) * c->k + kx] *
+								       x[((size_t)(n * c->ic + i) * ih + iy) * iw + ix];
+							}
+					size_t at = ((size_t)(n * c->oc + o) * oh + oy) * ow + ox;
+					if (c->bias)
+						acc += b[o];
+					if (c->bias2)
+						acc += b2[n * c->oc + o];
+					if (c->res)
+						acc += r[at];
+					acc /= c->div;
+					want[at] = act_ref(acc, c->act);
+				}
+
+	h_init(&h);
+	conv_pack(w, c->oc, c->ic, c->k, c->k, oct, packed);
+	if (c->linear)
+		xt = h_input(&h, x, 2, (int64_t[]){ c->n, c->ic });
+	else
+		xt = h_input(&h, x, 4, (int64_t[]){ c->n, c->ic, ih, iw });
+	wt = h_weight(&h, packed, conv_packed_size(c->oc, c->ic, c->k, c->k, oct), 5,
+		      (int64_t[]){ (c->oc + oct - 1) / oct, c->ic, c->k, c->k, oct });
+	conv_args_init(&a, 0);
+	a.stride = c->s;
+	a.pad_t = c->pt;
+	a.pad_l = c->pl;
+	a.pad_b = c->pb;
+	a.pad_r = c->pr;
+	a.upsample = c->ups;
+	a.out_div = c->div;
+	a.act = c->act;
+	a.bias = c->bias ? h_weight(&h, b, (size_t)c->oc, 1, (int64_t[]){ c->oc }) : -1;
+	a.bias2 = c->bias2 ? h_input(&h, b2, 2, (int64_t[]){ c->n, c->oc }) : -1;
+	if (c->res)
+		a.res = c->linear ? h_input(&h, r, 2, (int64_t[]){ c->n, c->oc })
+				  : h_input(&h, r, 4, (int64_t[]){ c->n, c->oc, oh, ow });
+	y = op_conv2d(h.g, xt, wt, c->oc, c->k, c->k, &a);
+	snprintf(what, sizeof(what), "conv2d n%d %d->%d %dx%d k%d s%d pad %d,%d,%d,%d%s%s%s%s act%d",
+		 c->n, c->ic, c->oc, ih, iw, c->k, c->s, c->pt, c->pl, c->pb, c->pr,
+		 c->ups ? " up" : "", c->bias2 ? " bias2" : "", c->res ? " res" : "",
+		 c->linear ? " linear" : "", c->act);
+	h_check(&h, y, want, ny, TOL, what);
+	free(x), free(w), free(b), free(b2), free(r), free(packed), free(want);
+}
+
+static void tests_conv(void)
+{
+	static const conv_case cases[] = {
+		{ 2, 3, 5, 7, 9, 3, 1, 1, 1, 1, 1, 0, 1, 0, 0, 1, CU_ACT_NONE, 0 },
+		{ 1, 17, 33, 11, 13, 3, 2, 1, 1, 1, 1, 0, 1, 0, 0, 1, CU_ACT_NONE, 0 },
+		{ 2, 16, 16, 8, 8, 3, 2, 0, 0, 1, 1, 0, 1, 0, 0, 1, CU_ACT_NONE, 0 },
+		{ 1, 5, 70, 6, 7, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1, 1.41421356f, CU_ACT_NONE, 0 },
+		{ 1, 9, 64, 5, 5, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, CU_ACT_NONE, 0 },
+		{ 3, 37, 130, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, CU_ACT_SILU, 1 },
+		{ 2, 64, 129, 16, 16, 3, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, CU_ACT_GELU, 0 },
+		{ 1, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, CU_ACT_NONE, 0 },
+		{ 1, 4, 6, 9, 9, 5, 1, 2, 2, 2, 2, 0, 1, 0, 0, 1, CU_ACT_MISH, 0 },
+		{ 2, 16, 3, 12, 10, 3, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, CU_ACT_NONE, 0 },
+		{ 1, 48, 96, 4, 4, 3, 1, 1, 1, 1, 1, 0, 1, 1, 0, 2.0f, CU_ACT_RELU, 0 },
+		{ 2, 3, 7, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 3.0f, CU_ACT_NONE, 1 },
+	};
+	for (size_t i = 0; i < CU_ARRAY_LEN(cases); i++)
+		test_conv(&cases[i]);
+}
+
+/* ------------------------------------------------------------ group norm */
+
+static void test_group_norm(int n, int c, int hh, int ww, int groups, int affine, int ss,
+			    cu_act act, float eps)
+{
+	harness h;
+	size_t hw = (size_t)hh * ww, nx = (size_t)n * c * hw;
+	float *x = rnd(nx, 2), *gm = rnd((size_t)c, 0.3f), *bt = rnd((size_t)c, 0.3f);
+	float *sv = rnd((size_t)n * 2 * c, 0.5f);
+	double *want = malloc(nx * sizeof(double));
+	int cpg = c / groups, xt, y;
+	char what[160];
+	for (int i = 0; i < c; i++)
+		gm[i] += 1.0f;
+	for (int b = 0; b < n; b++)
+		for (int g = 0; g < groups; g++) {
+			const float *xs = x + ((size_t)b * c + (size_t)g * cpg) * hw;
+			double mean = 0, var = 0;
+			size_t span = (size_t)cpg * hw;
+			for (size_t i = 0; i < span; i++)
+				mean += xs[i];
+			mean /= (double)span;
+			for (size_t i = 0; i < span; i++)
+				var += (xs[i] - mean) * (xs[i] - mean);
+			var /= (double)span;
+			for (int cc = 0; cc < cpg; cc++) {
+				int ch = g * cpg + cc;
+				for (size_t j = 0; j < hw; j++) {
+					double v = (xs[cc * hw + j] - mean) / sqrt(var + eps);
+					if (affine)
+						v = v * gm[ch] + bt[ch];
+					if (ss)
+						v = v * (1 + sv[(size_t)b * 2 * c + ch]) + sv[(size_t)b * 2 * c + c + ch];
+					want[((size_t)b * c + ch) * hw + j] = act_ref(v, act);
+				}
+			}
+		}
+	h_init(&h);
+	xt = h_input(&h, x, 4, (int64_t[]){ n, c, hh, ww });
+	y = op_group_norm(h.g, xt, affine ? h_weight(&h, gm, (size_t)c, 1, (int64_t[]){ c }) : -1,
+			  affine ? h_weight(&h, bt, (size_t)c, 1, (int64_t[]){ c }) : -1, groups, eps,
+			  ss ? h_input(&h, sv, 2, (int64_t[]){ n, 2 * c }) : -1, act);
+	snprintf(what, sizeof(what), "group_norm n%d c%d %dx%d g%d%s%s act%d eps%g", n, c, hh, ww,
+		 groups, affine ? " affine" : "", ss ? " scale-shift" : "", act, eps);
+	h_check(&h, y, want, nx, TOL, what);
+	free(x), free(gm), free(bt), free(sv), free(want);
+}
+
+/* ------------------------------------------------------------ small ops */
+
+static void test_softmax(int rows, int cols, float scale)
+{
+	harness h;
+	float *x = rnd((size_t)rows * cols, 3);
+	double *want = malloc((size_t)rows * cols * sizeof(double));
+	char what[96];
+	for (int r = 0; r < rows; r++) {
+		double m = -INFINITY, s = 0;
+		for (int j = 0; j < cols; j++)
+			m = fmax(m, (double)x[r * cols + j] * scale);
+		for (int j = 0; j < cols; j++)
+			s += exp((double)x[r * cols + j] * scale - m);
+		for (int j = 0; j < cols; j++)
+			want[r * cols + j] = exp((double)x[r * cols + j] * scale - m) / s;
+	}
+	h_init(&h);
+	snprintf(what, sizeof(what), "softmax %dx%d scale %g", rows, cols, scale);
+	h_check(&h, op_softmax(h.g, h_input(&h, x, 2, (int64_t[]){ rows, cols }), scale), want,
+		(size_t)rows * cols, TOL, what);
+	free(x), free(want);
+}
+
+static void test_eltwise(void)
+{
+	size_t n = 3 * 5 * 7 * 9;
+	float *a = rnd(n, 4), *b = rnd(n, 1), *d = rnd(3, 1);
+	double *want = malloc(n * sizeof(double));
+	harness h;
+	for (cu_act act = CU_ACT_SILU; act <= CU_ACT_RELU; act++) {
+		char what[64];
+		for (size_t i = 0; i < n; i++)
+			want[i] = act_ref(a[i], act);
+		h_init(&h);
+		snprintf(what, sizeof(what), "activation %d on 945 values", act);
+		h_check(&h, op_act(h.g, h_input(&h, a, 1, (int64_t[]){ (int64_t)n }), act), want, n,
+			TOL, what);
+	}
+	for (size_t i = 0; i < n; i++)
+		want[i] = (double)a[i] + b[i];
+	h_init(&h);
+	h_check(&h, op_add(h.g, h_input(&h, a, 1, (int64_t[]){ (int64_t)n }),
+			   h_input(&h, b, 1, (int64_t[]){ (int64_t)n })), want, n, TOL, "add 945");
+	for (size_t i = 0; i < n; i++)
+		want[i] = 2.0 * a[i] - 1.0;
+	h_init(&h);
+	h_check(&h, op_affine(h.g, h_input(&h, a, 1, (int64_t[]){ (int64_t)n }), 2.0f, -1.0f), want,
+		n, TOL, "affine 2x - 1");
+	for (size_t i = 0; i < n; i++)
+		want[i] = (double)a[i] / d[i / (n / 3)];
+	h_init(&h);
+	h_check(&h, op_div_rows(h.g, h_input(&h, a, 4, (int64_t[]){ 3, 5, 7, 9 }),
+				h_input(&h, d, 1, (int64_t[]){ 3 })), want, n, TOL, "div_rows [3,5,7,9] / [3]");
+	free(a), free(b), free(d), free(want);
+}
+
+static void test_concat(int n, int ca, int cb, int hh, int ww)
+{
+	size_t hw = (size_t)hh * ww, no = (size_t)n * (ca + cb) * hw;
+	float *a = rnd((size_t)n * ca * hw, 1), *b = rnd((size_t)n * cb * hw, 1);
+	double *want = malloc(no * sizeof(double));
+	harness h;
+	char what[96];
+	for (int i = 0; i < n; i++)
+		for (int c = 0; c < ca + cb; c++)
+			for (size_t j = 0; j < hw; j++)
+				want[((size_t)i * (ca + cb) + c) * hw + j] =
+					c < ca ? a[((size_t)i * ca + c) * hw + j] : b[((size_t)i * cb + c - ca) * hw + j];
+	h_init(&h);
+	snprintf(what, sizeof(what), "concat [%d,%d,%d,%d] + [%d,%d,%d,%d]", n, ca, hh, ww, n, cb, hh, ww);
+	h_check(&h, op_concat(h.g, h_input(&h, a, 4, (int64_t[]){ n, ca, hh, ww }),
+			      h_input(&h, b, 4, (int64_t[]){ n, cb, hh, ww })), want, no, 0, what);
+	free(a), free(b), free(want);
+}
+
+static void test_resample(void)
+{
+	int planes = 2 * 3, ih = 5, iw = 7;
+	float *x = rnd((size_t)planes * 10 * 14, 1);
+	double *want = malloc((size_t)planes * 20 * 28 * sizeof(double));
+	harness h;
+	/* nearest x2 and to an odd size */
+	int sizes[2][2] = { { 10, 14 }, { 9, 13 } };
+	for (int s = 0; s < 2; s++) {
+		int oh = sizes[s][0], ow = sizes[s][1];
+		char what[96];
+		for (int p = 0; p < planes; p++)
+			for (int y = 0; y < oh; y++)
+				for (int xx = 0; xx < ow; xx++) {
+					int sy = (int)floorf((float)y * ((float)ih / (float)oh));
+					int sx = (int)floorf((float)xx * ((float)iw / (float)ow));
+					want[(p * oh + y) * ow + xx] = x[(p * ih + sy) * iw + sx];
+				}
+		h_init(&h);
+		snprintf(what, sizeof(what), "nearest [2,3,5,7] -> %dx%d", oh, ow);
+		h_check(&h, op_nearest(h.g, h_input(&h, x, 4, (int64_t[]){ 2, 3, ih, iw }), oh, ow), want,
+			(size_t)planes * oh * ow, 0, what);
+	}
+	/* 2x2 average pooling of 10x14 */
+	for (int p = 0; p < planes; p++)
+		for (int y = 0; y < 5; y++)
+			for (int xx = 0; xx < 7; xx++) {
+				const float *q = x + (p * 10 + 2 * y) * 14 + 2 * xx;
+				want[(p * 5 + y) * 7 + xx] = ((double)q[0] + q[1] + q[14] + q[15]) / 4;
+			}
+	h_init(&h);
+	h_check(&h, op_avgpool2(h.g, h_input(&h, x, 4, (int64_t[]){ 2, 3, 10, 14 })), want,
+		(size_t)planes * 35, TOL, "avg_pool 2x2 of [2,3,10,14]");
+	/* upfirdn2d: FIR down (taps /8, pad 1,1) and up (taps /4, pad 2,1) */
+	for (int up = 1; up <= 2; up++) {
+		int down = up == 1 ? 2 : 1, pad0 = up == 1 ? 1 : 2, pad1 = 1;
+		float taps[4] = { 1, 3, 3, 1 };
+		int oh = (ih * up + pad0 + pad1 - 4) / down + 1, ow = (iw * up + pad0 + pad1 - 4) / down + 1;
+		char what[96];
+		for (int i = 0; i < 4; i++)
+			taps[i] /= up == 1 ? 8.0f : 4.0f;
+		for (int p = 0; p < planes; p++)
+			for (int y = 0; y < oh; y++)
+				for (int xx = 0; xx < ow; xx++) {
+					double acc = 0;
+					for (int a = 0; a < 4; a++)
+						for (int b = 0; b < 4; b++) {
+							int py = y * down + a - pad0, px = xx * down + b - pad0;
+							if (py < 0 || px < 0 || py % up || px % up || py / up >= ih ||
+							    px / up >= iw)
+								continue;
+							acc += (double)taps[3 - a] * taps[3 - b] *
+							       x[(p * ih + py / up) * iw + px / up];
+						}
+					want[(p * oh + y) * ow + xx] = acc;
+				}
+		h_init(&h);
+		snprintf(what, sizeof(what), "upfirdn2d [2,3,5,7] up %d down %d pad %d,%d", up, down,
+			 pad0, pad1);
+		h_check(&h, op_upfirdn2d(h.g, h_input(&h, x, 4, (int64_t[]){ 2, 3, ih, iw }),
+					 h_weight(&h, taps, 4, 1, (int64_t[]){ 4 }), up, down, pad0,
+					 pad1), want, (size_t)planes * oh * ow, TOL, what);
+	}
+	free(x), free(want);
+}
+
+static void test_embeddings(void)
+{
+	harness h;
+	float t[3] = { 0.0f, 12.75f, 999.0f }, sig[3] = { 0.5f, 3.0f, 80.0f };
+	int32_t idx[3] = { 4, 0, 6 };
+	float *table = rnd(7 * 11, 1), *w = rnd(9, 16);
+	double want[3 * 64];
+	/* sinusoidal: odd and even widths, flip and shift */
+	for (int dim = 32; dim <= 33; dim++)
+		for (int flip = 0; flip <= 1; flip++) {
+			float shift = (float)flip; /* (flip, shift) = (0, 0) and (1, 1) */
+			int nh = dim / 2;
+			char what[96];
+			for (int r = 0; r < 3; r++)
+				for (int j = 0; j < dim; j++) {
+					double v = 0;
+					if (j < 2 * nh) {
+						int second = j >= nh, i = second ? j - nh : j;
+						float e = (-9.2103403719761836f * (float)i) / ((float)nh - shift);
+						double arg = (double)(t[r] * expf(e));
+						v = (flip ? !second : second) ? cos(arg) : sin(arg);
+					}
+					want[r * dim + j] = v;
+				}
+			h_init(&h);
+			snprintf(what, sizeof(what), "timestep_embedding dim %d flip %d shift %g", dim, flip,
+				 shift);
+			h_check(&h, op_timestep_embed(h.g, h_input(&h, t, 1, (int64_t[]){ 3 }), dim, flip,
+						      shift), want, (size_t)3 * dim, 2e-5, what);
+		}
+	for (int flip = 0; flip <= 1; flip++)
+		for (int lg = 0; lg <= 1; lg++) {
+			char what[96];
+			for (int r = 0; r < 3; r++)
+				for (int j = 0; j < 18; j++) {
+					int second = j >= 9, i = second ? j - 9 : j;
+					float x = lg ? logf(sig[r]) : sig[r];
+					double p = (double)(((x * w[i]) * 2.0f) * 3.14159265358979f);
+					want[r * 18 + j] = (flip ? !second : second) ? cos(p) : sin(p);
+				}
+			h_init(&h);
+			snprintf(what, sizeof(what), "fourier_embedding 9 freqs log %d flip %d", lg, flip);
+			h_check(&h, op_fourier_embed(h.g, h_input(&h, sig, 1, (int64_t[]){ 3 }),
+						     h_weight(&h, w, 9, 1, (int64_t[]){ 9 }), lg, flip),
+				want, 54, 2e-5, what);
+		}
+	for (int r = 0; r < 3; r++)
+		for (int j = 0; j < 11; j++)
+			want[r * 11 + j] = table[idx[r] * 11 + j];
+	h_init(&h);
+	h_check(&h, op_embed(h.g, h_input_i32(&h, idx, 1, (int64_t[]){ 3 }),
+			     h_weight(&h, table, 77, 2, (int64_t[]){ 7, 11 })), want, 33, 0,
+		"embedding 3 rows of a [7, 11] table");
+	free(table), free(w);
+}
+
+static void test_gemm(int ta, int tb, int m, int n, int k, int batch, float alpha)
+{
+	harness h;
+	size_t na = (size_t)batch * m * k, nb = (size_t)batch * k * n, nc = (size_t)batch * m * n;
+	float *a = rnd(na, 1), *b = rnd(nb, 1);
+	double *want = malloc(nc * sizeof(double));
+	gemm_args g;
+	char what[96];
+	for (int q = 0; q < batch; q++)
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < n; j++) {
+				double acc = 0;
+				for (int l = 0; l < k; l++) {
+					double av = ta ? a[(size_t)q * m * k + (size_t)l * m + i]
+						       : a[(size_t)q * m * k + (size_t)i * k + l];
+					double bv = tb ? b[(size_t)q * k * n + (size_t)j * k + l]
+						       : b[(size_t)q * k * n + (size_t)l * n + j];
+					acc += av * bv;
+				}
+				want[(size_t)q * m * n + (size_t)i * n + j] = alpha * acc;
+			}
+	memset(&g, 0, sizeof(g));
+	g.trans_a = ta;
+	g.trans_b = tb;
+	g.m = m;
+	g.n = n;
+	g.k = k;
+	g.lda = ta ? m : k;
+	g.ldb = tb ? k : n;
+	g.ldc = n;
+	g.stride_a = (long)m * k;
+	g.stride_b = (long)k * n;
+	g.stride_c = (long)m * n;
+	g.batch = batch;
+	g.alpha = alpha;
+	h_init(&h);
+	snprintf(what, sizeof(what), "gemm %s%s %dx%dx%d batch %d alpha %g", ta ? "T" : "N",
+		 tb ? "T" : "N", m, n, k, batch, alpha);
+	h_check(&h, op_gemm(h.g, h_input(&h, a, 1, (int64_t[]){ (int64_t)na }),
+			    h_input(&h, b, 1, (int64_t[]){ (int64_t)nb }), &g, 3,
+			    (int64_t[]){ batch, m, n }), want, nc, TOL, what);
+	free(a), free(b), free(want);
+}
+
+int main(void)
+{
+	clunet_context_options o;
+	char *cache = tu_tempdir("ops-cache");
+	clunet_context_options_init(&o);
+	o.cache_dir = cache;
+	o.log = tu_log;
+	if (clunet_context_create(&o, &rt) != CLUNET_OK) {
+		printf("cannot create a context: %s\n", clunet_last_error());
+		return 1;
+	}
+	printf("device: %s (%s kernels)\n", rt->info.name, rt->is_cpu ? "CPU-shaped" : "GPU-shaped");
+	cu_rng_seed(&rng, 20261122);
+
+	tests_conv();
+	test_group_norm(2, 12, 7, 5, 4, 1, 0, CU_ACT_SILU, 1e-5f);
+	test_group_norm(1, 32, 1, 1, 32, 1, 0, CU_ACT_NONE, 1e-6f);
+	test_group_norm(3, 20, 9, 11, 5, 0, 1, CU_ACT_MISH, 1e-5f);
+	test_group_norm(1, 64, 33, 31, 32, 1, 0, CU_ACT_GELU, 1e-6f);
+	test_group_norm(2, 6, 4, 4, 3, 1, 1, CU_ACT_RELU, 1e-5f);
+	test_group_norm(1, 9, 101, 1, 3, 1, 0, CU_ACT_NONE, 1e-5f);
+	test_softmax(7, 13, 1.0f);
+	test_softmax(33, 256, 0.125f);
+	test_softmax(1, 1, 1.0f);
+	test_eltwise();
+	test_concat(2, 3, 5, 7, 9);
+	test_concat(1, 16, 1, 1, 1);
+	test_resample();
+	test_embeddings();
+	test_gemm(1, 0, 37, 37, 9, 3, 0.333f);
+	test_gemm(0, 1, 5, 65, 65, 2, 1.0f);
+	test_gemm(0, 0, 16, 17, 31, 1, -2.0f);
+	test_gemm(1, 1, 3, 4, 5, 7, 1.0f);
+
+	clunet_context_destroy(rt);
+	tu_rmtree(cache);
+	free(cache);
+	return tu_finish("ops");
+}
