@@ -526,6 +526,8 @@ static clunet_status load_check(model *m)
 	st = g->status;
 	cu_graph_free(g);
 	inputs_clear(&mi);
+	if (st == CLUNET_ERR_CONFIG) /* found while building: name the file */
+		return cu_fail_prefix(st, "%s/config.json", m->dir);
 	if (st)
 		return st;
 	return m->weights ? check_unused(m) : CLUNET_OK;

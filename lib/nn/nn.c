@@ -271,8 +271,16 @@ int nn_group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, i
 		  cu_act act)
 {
 	int gamma = -1, beta = -1;
+	int64_t channels;
 	if (c->g->status || x < 0)
 		return -1;
+	channels = cu_t(c->g, x)->ne[1];
+	if (groups <= 0 || channels % groups != 0) {
+		cu_fail(CLUNET_ERR_CONFIG, "GroupNorm '%s': %d groups do not divide its %lld channels "
+			"(torch.nn.GroupNorm refuses this; check norm_num_groups)", prefix, groups,
+			(long long)channels);
+		return cu_graph_fail(c->g, CLUNET_ERR_CONFIG);
+	}
 	if (affine) {
 		int64_t ch = cu_t(c->g, x)->ne[1];
 		gamma = nn_weight(c, NN_W_NORM_SCALE, 1, &ch, "%s.weight", prefix);

@@ -453,6 +453,18 @@ static char *cache_key(const rt_ctx *rt, const char *source_name, const char *te
 			   rt->info.platform_version);
 }
 
+clunet_status rt_program_key(rt_ctx *rt, const char *source, const char *options, char **key)
+{
+	char *text;
+	size_t len;
+	clunet_status st = rt_source(rt, source, &text, &len);
+	if (st)
+		return st;
+	*key = cache_key(rt, source, text, len, options);
+	free(text);
+	return *key ? CLUNET_OK : CLUNET_ERR_HOST_MEMORY;
+}
+
 static clunet_status build_log_fail(rt_ctx *rt, cl_program prog, const char *name,
 				    const char *options, cl_int err)
 {

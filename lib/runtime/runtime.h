@@ -64,6 +64,9 @@ clunet_status rt_kernel_create(rt_ctx *rt, const char *source, const char *optio
 /* Device buffer of `bytes`; OOM and limits give CLUNET_ERR_DEVICE_MEMORY with `what`. */
 clunet_status rt_alloc(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out);
 
+/* The cache key of a program (caller frees). */
+clunet_status rt_program_key(rt_ctx *rt, const char *source, const char *options, char **key);
+
 /* Program cache internals (runtime/cache.c), exposed for tests and tools. */
 clunet_status rt_cache_init(rt_ctx *rt, const char *dir_option, int no_cache);
 /* Loads a binary for key; *bin NULL on a miss. */

@@ -1,0 +1,488 @@
+/* Bad input, each expected to fail cleanly with a status and a message
+ * that names the problem: hand-broken safetensors files and configs (in the
+ * spirit of llama.cpp's test-gguf.cpp), weights that do not fit the config,
+ * and forward inputs of the wrong kind. Run under the sanitizers too. */
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+#define BASE "ddpm_cifar10_small"
+
+static const char *fixtures;
+static clunet_context_t *ctx;
+static char *tmp;
+static int case_no;
+
+/* ------------------------------------------------------------ files */
+
+static char *model_dir(void)
+{
+	char *d = malloc(4200);
+	snprintf(d, 4200, "%s/case%02d", tmp, ++case_no);
+	mkdir(d, 0755);
+	return d;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char *buf;
+	FILE *f = fopen(from, "rb"), *g;
+	long n;
+	if (!f)
+		return;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n);
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+		n = 0;
+	fclose(f);
+	g = fopen(to, "wb");
+	fwrite(buf, 1, (size_t)n, g);
+	fclose(g);
+	free(buf);
+}
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+	char p[4300];
+	FILE *f;
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+static void copy_base(const char *dir, int config, int weights)
+{
+	char a[4300], b[4300];
+	if (config) {
+		snprintf(a, sizeof(a), "%s/" BASE "/config.json", fixtures);
+		snprintf(b, sizeof(b), "%s/config.json", dir);
+		copy_file(a, b);
+	}
+	if (weights) {
+		snprintf(a, sizeof(a), "%s/" BASE "/diffusion_pytorch_model.safetensors", fixtures);
+		snprintf(b, sizeof(b), "%s/diffusion_pytorch_model.safetensors", dir);
+		copy_file(a, b);
+	}
+}
+
+/* A safetensors file from a header and `data_len` bytes of data. */
+static void write_raw(const char *dir, const char *header, size_t data_len, int64_t header_len)
+{
+	char p[4300];
+	FILE *f;
+	uint64_t hl = header_len >= 0 ? (uint64_t)header_len : strlen(header);
+	unsigned char len[8];
+	snprintf(p, sizeof(p), "%s/diffusion_pytorch_model.safetensors", dir);
+	f = fopen(p, "wb");
+	for (int i = 0; i < 8; i++)
+		len[i] = (unsigned char)(hl >> (8 * i));
+	fwrite(len, 1, 8, f);
+	fwrite(header, 1, strlen(header), f);
+	for (size_t i = 0; i < data_len; i++)
+		fputc((int)(i & 0xff), f);
+	fclose(f);
+}
+
+/* Rewrites the config.json of dir with one key replaced (or removed when
+ * value is NULL, or added). */
+static void config_set(const char *dir, const char *key, const char *value)
+{
+	char p[4300], *text, *out, *at;
+	FILE *f;
+	long n;
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	f = fopen(p, "rb");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	text = calloc(1, (size_t)n + 1);
+	if (fread(text, 1, (size_t)n, f) != (size_t)n)
+		text[0] = 0;
+	fclose(f);
+	out = calloc(1, (size_t)n + 4096);
+	{
+		char pat[256];
+		snprintf(pat, sizeof(pat), "\"%s\":", key);
+		at = strstr(text, pat);
+	}
+	if (at) {
+		/* the value ends at the next top-level ',' or '}' (values here have no nesting
+		   beyond one list) */
+		char *end = at + strlen(key) + 3;
+		int depth = 0;
+		while (*end && (depth > 0 || (*end != ',' && *end != '}'))) {
+			if (*end == '[')
+				depth++;
+			if (*end == ']')
+				depth--;
+			end++;
+		}
+		memcpy(out, text, (size_t)(at - text));
+		if (value)
+			sprintf(out + strlen(out), "\"%s\": %s", key, value);
+		else if (*end == ',')
+			end++;
+		strcat(out, end);
+	} else {
+		char *brace = strchr(text, '{');
+		memcpy(out, text, (size_t)(brace - text) + 1);
+		sprintf(out + strlen(out), "\"%s\": %s, ", key, value);
+		strcat(out, brace + 1);
+	}
+	f = fopen(p, "wb");
+	fputs(out, f);
+	fclose(f);
+	free(text);
+	free(out);
+}
+
+/* Rewrites the weight file of dir through a callback on its tensors. */
+typedef void (*edit_fn)(clunet_tensor *t, size_t *n);
+
+static void weights_edit(const char *dir, edit_fn edit)
+{
+	char p[4300];
+	clunet_tensor *t = NULL;
+	size_t n = 0;
+	snprintf(p, sizeof(p), "%s/" BASE "/diffusion_pytorch_model.safetensors", fixtures);
+	if (clunet_tensors_read(p, &t, &n) != CLUNET_OK)
+		return;
+	t = realloc(t, (n + 1) * sizeof(clunet_tensor));
+	edit(t, &n);
+	snprintf(p, sizeof(p), "%s/diffusion_pytorch_model.safetensors", dir);
+	clunet_tensors_write(p, t, n);
+	clunet_tensors_free(t, n);
+}
+
+static void drop_conv_in_bias(clunet_tensor *t, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(t[i].name, "conv_in.bias")) {
+			free((void *)t[i].name);
+			free((void *)t[i].data);
+			t[i] = t[--*n];
+			return;
+		}
+}
+
+static void reshape_conv_in(clunet_tensor *t, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(t[i].name, "conv_in.weight")) {
+			t[i].shape[1] *= 9;
+			t[i].shape[2] = t[i].shape[3] = 1;
+		}
+}
+
+static void add_extra(clunet_tensor *t, size_t *n)
+{
+	float *v = calloc(4, sizeof(float));
+	t[*n] = (clunet_tensor){ strdup("mid_block.bogus.weight"), CLUNET_F32, 1, { 4 }, v };
+	(*n)++;
+}
+
+static void int_dtype(clunet_tensor *t, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(t[i].name, "conv_in.bias"))
+			t[i].dtype = CLUNET_I32; /* same size, wrong kind */
+}
+
+/* ------------------------------------------------------------ checks */
+
+static void expect_load(const char *what, const char *dir, clunet_status want, const char *needle)
+{
+	clunet_model_t *m = NULL;
+	clunet_status st = clunet_model_load(ctx, dir, NULL, &m);
+	const char *msg = clunet_last_error();
+	printf("  %-42s %s: %s\n", what, clunet_status_name(st), st ? msg : "(loaded)");
+	CHECK(st == want, "%s: got %s, expected %s", what, clunet_status_name(st),
+	      clunet_status_name(want));
+	CHECK(st == CLUNET_OK || strstr(msg, needle) != NULL, "%s: message lacks '%s'", what, needle);
+	CHECK(st != CLUNET_OK || m != NULL, "%s: no model", what);
+	CHECK(st == CLUNET_OK || m == NULL, "%s: a model came back with an error", what);
+	clunet_model_free(m);
+}
+
+static void test_safetensors(void)
+{
+	static const char *const ok_a = "{\"conv_in.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}";
+	char *d, header[512];
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_text(d, "diffusion_pytorch_model.safetensors", "abc");
+	expect_load("truncated file (3 bytes)", d, CLUNET_ERR_FORMAT, "truncated");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 1);
+	{
+		char p[4300];
+		struct stat sb;
+		snprintf(p, sizeof(p), "%s/diffusion_pytorch_model.safetensors", d);
+		stat(p, &sb);
+		if (truncate(p, sb.st_size * 9 / 10) != 0)
+			perror("truncate");
+	}
+	expect_load("truncated data section", d, CLUNET_ERR_FORMAT, "outside the data section");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	snprintf(header, sizeof(header), "%s}", ok_a);
+	write_raw(d, header, 8, 1000000);
+	expect_load("header length beyond the file", d, CLUNET_ERR_FORMAT, "beyond the end");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+		     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, -1);
+	expect_load("overlapping data_offsets", d, CLUNET_ERR_FORMAT, "overlapping");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[200],\"data_offsets\":[0,800]}}", 8, -1);
+	expect_load("data_offsets out of range", d, CLUNET_ERR_FORMAT, "outside the data section");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, -1);
+	expect_load("data_offsets reversed", d, CLUNET_ERR_FORMAT, "outside the data section");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"Q4_K\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, -1);
+	expect_load("unknown dtype", d, CLUNET_ERR_FORMAT, "unsupported dtype 'Q4_K'");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, -1);
+	expect_load("shape disagrees with data_offsets", d, CLUNET_ERR_FORMAT, "need 12");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, -1);
+	expect_load("negative dimension", d, CLUNET_ERR_FORMAT, "shape entry 0");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]", 8, -1);
+	expect_load("header is not JSON", d, CLUNET_ERR_FORMAT, "header is not a JSON object");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+		     "\"data_offsets\":[0,8]}}", 8, -1);
+	expect_load("shape whose size overflows", d, CLUNET_ERR_FORMAT, "overflow");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+		     "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16, -1);
+	expect_load("duplicate tensor name", d, CLUNET_ERR_FORMAT, "appears twice");
+	free(d);
+}
+
+static void test_weights(void)
+{
+	char *d;
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	weights_edit(d, drop_conv_in_bias);
+	expect_load("missing tensor", d, CLUNET_ERR_WEIGHTS, "missing tensor 'conv_in.bias'");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	weights_edit(d, reshape_conv_in);
+	expect_load("tensor of the wrong shape", d, CLUNET_ERR_WEIGHTS,
+		    "'conv_in.weight' has shape [16, 27, 1, 1], expected [16, 3, 3, 3]");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	weights_edit(d, add_extra);
+	expect_load("extra tensor", d, CLUNET_ERR_WEIGHTS, "unexpected tensor 'mid_block.bogus.weight'");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	weights_edit(d, int_dtype);
+	expect_load("integer weight", d, CLUNET_ERR_WEIGHTS, "'conv_in.bias' has dtype I32");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	expect_load("no weight file", d, CLUNET_ERR_IO, "missing weight file");
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_text(d, "diffusion_pytorch_model.bin", "pickle");
+	expect_load("only a .bin weight file", d, CLUNET_ERR_IO, "convert them to safetensors");
+	free(d);
+
+	d = model_dir();
+	expect_load("no config.json", d, CLUNET_ERR_IO, "config.json: cannot open");
+	free(d);
+}
+
+static void test_config(void)
+{
+	static const struct {
+		const char *what, *key, *value;
+		clunet_status want;
+		const char *needle;
+	} cases[] = {
+		{ "unknown block type", "down_block_types",
+		  "[\"DownBlock2D\", \"FancyBlock2D\", \"DownBlock2D\", \"DownBlock2D\"]",
+		  CLUNET_ERR_CONFIG, "\"FancyBlock2D\" is not a UNet2DModel block" },
+		{ "cross-attention block without context", "down_block_types",
+		  "[\"DownBlock2D\", \"CrossAttnDownBlock2D\", \"DownBlock2D\", \"DownBlock2D\"]",
+		  CLUNET_ERR_CONFIG, "needs cross_attention_dim" },
+		{ "string where an integer belongs", "layers_per_block", "\"two\"", CLUNET_ERR_CONFIG,
+		  "key 'layers_per_block': expected an integer, got a string" },
+		{ "fractional integer", "in_channels", "3.5", CLUNET_ERR_CONFIG,
+		  "key 'in_channels': expected an integer" },
+		{ "unknown activation", "act_fn", "\"tanhshrink\"", CLUNET_ERR_CONFIG,
+		  "key 'act_fn': \"tanhshrink\" is not an activation" },
+		{ "unknown time embedding", "time_embedding_type", "\"rotary\"", CLUNET_ERR_CONFIG,
+		  "key 'time_embedding_type': \"rotary\" is not one of" },
+		{ "channel list of the wrong length", "block_out_channels", "[16, 16, 16]",
+		  CLUNET_ERR_CONFIG, "has 3 entries but there are 4 down blocks" },
+		{ "groups that do not divide channels", "norm_num_groups", "5", CLUNET_ERR_CONFIG,
+		  "5 groups do not divide its 16 channels" },
+		{ "up and down block counts differ", "up_block_types", "[\"UpBlock2D\"]",
+		  CLUNET_ERR_CONFIG, "has 1 blocks but down_block_types has 4" },
+		{ "learned embedding without a size", "time_embedding_type", "\"learned\"",
+		  CLUNET_ERR_CONFIG, "num_train_timesteps" },
+		{ "missing _class_name", "_class_name", NULL, CLUNET_ERR_CONFIG, "'_class_name': missing" },
+		{ "another model class", "_class_name", "\"UNet3DConditionModel\"", CLUNET_ERR_UNSUPPORTED,
+		  "UNet3DConditionModel is not supported" },
+		{ "not a UNet at all", "_class_name", "\"AutoencoderKL\"", CLUNET_ERR_CONFIG,
+		  "\"AutoencoderKL\" is not a diffusers UNet model" },
+		{ "unknown keys are ignored", "some_future_option", "{\"nested\": [1, 2]}", CLUNET_OK, "" },
+	};
+	char *d;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		d = model_dir();
+		copy_base(d, 1, 1);
+		config_set(d, cases[i].key, cases[i].value);
+		expect_load(cases[i].what, d, cases[i].want, cases[i].needle);
+		free(d);
+	}
+	d = model_dir();
+	copy_base(d, 0, 1);
+	write_text(d, "config.json", "{\"_class_name\": \"UNet2DModel\", \"in_channels\": 3,,}");
+	expect_load("invalid JSON", d, CLUNET_ERR_FORMAT, "invalid JSON");
+	free(d);
+	d = model_dir();
+	copy_base(d, 0, 1);
+	write_text(d, "config.json", "[1, 2, 3]");
+	expect_load("JSON that is not an object", d, CLUNET_ERR_FORMAT, "expected a JSON object");
+	free(d);
+}
+
+static void expect_forward(clunet_model_t *m, const char *what, const clunet_tensor *in, size_t n,
+			   clunet_status want, const char *needle)
+{
+	clunet_output out;
+	clunet_status st = clunet_model_forward(m, in, n, &out);
+	const char *msg = clunet_last_error();
+	printf("  %-42s %s: %s\n", what, clunet_status_name(st), st ? msg : "(ran)");
+	CHECK(st == want, "%s: got %s, expected %s", what, clunet_status_name(st),
+	      clunet_status_name(want));
+	CHECK(st == CLUNET_OK || strstr(msg, needle) != NULL, "%s: message lacks '%s'", what, needle);
+}
+
+static void test_inputs(void)
+{
+	char p[4300];
+	clunet_model_t *m = NULL;
+	static float sample[2 * 4 * 36 * 36];
+	static int64_t t64 = 10;
+	static int32_t t32[3] = { 1, 2, 3 };
+	static float cls = 1;
+	clunet_tensor in[3];
+	snprintf(p, sizeof(p), "%s/" BASE, fixtures);
+	if (clunet_model_load(ctx, p, NULL, &m) != CLUNET_OK) {
+		CHECK(0, "cannot load %s: %s", p, clunet_last_error());
+		return;
+	}
+	in[0] = (clunet_tensor){ "sample", CLUNET_F32, 4, { 1, 3, 36, 32 }, sample };
+	in[1] = (clunet_tensor){ "timestep", CLUNET_I64, 0, { 0 }, &t64 };
+	expect_forward(m, "height not a multiple of 2^(levels-1)", in, 2, CLUNET_ERR_INPUT,
+		       "height 36 and width 32 must be multiples of 8");
+	in[0].shape[1] = 4;
+	in[0].shape[2] = 32;
+	expect_forward(m, "wrong channel count", in, 2, CLUNET_ERR_INPUT,
+		       "input 'sample': expected a float tensor [N, 3, H, W], got F32 [1, 4, 32, 32]");
+	in[0].shape[1] = 3;
+	expect_forward(m, "missing timestep", in, 1, CLUNET_ERR_INPUT, "missing input 'timestep'");
+	expect_forward(m, "missing sample", in + 1, 1, CLUNET_ERR_INPUT, "missing input 'sample'");
+	in[0].dtype = CLUNET_I32;
+	expect_forward(m, "integer sample", in, 2, CLUNET_ERR_INPUT, "expected a float tensor");
+	in[0].dtype = CLUNET_F32;
+	in[0].shape[0] = 2;
+	in[1] = (clunet_tensor){ "timestep", CLUNET_I32, 1, { 3 }, t32 };
+	expect_forward(m, "three timesteps for a batch of two", in, 2, CLUNET_ERR_INPUT,
+		       "1-D tensor of 1 or 2 values");
+	in[1] = (clunet_tensor){ "timestep", CLUNET_I64, 0, { 0 }, &t64 };
+	in[2] = (clunet_tensor){ "class_labels", CLUNET_F32, 0, { 0 }, &cls };
+	expect_forward(m, "class labels for an unconditional model", in, 3, CLUNET_ERR_INPUT,
+		       "has no class embedding");
+	in[2] = (clunet_tensor){ "encoder_hidden_states", CLUNET_F32, 0, { 0 }, &cls };
+	expect_forward(m, "an argument UNet2DModel does not take", in, 3, CLUNET_ERR_INPUT,
+		       "unexpected input 'encoder_hidden_states'");
+	sample[5] = NAN;
+	expect_forward(m, "NaN in the sample", in, 2, CLUNET_ERR_INPUT, "not finite");
+	sample[5] = 0;
+	in[0].ndim = 9;
+	expect_forward(m, "nine dimensions", in, 2, CLUNET_ERR_INPUT, "9 dimensions");
+	in[0].ndim = 4;
+	expect_forward(m, "a good forward after the errors", in, 2, CLUNET_OK, "");
+	clunet_model_free(m);
+}
+
+int main(int argc, char **argv)
+{
+	clunet_context_options o;
+	if (argc < 2) {
+		printf("usage: test_errors FIXTURE_DIR (holding " BASE ")\n");
+		return 2;
+	}
+	fixtures = argv[1];
+	tmp = tu_tempdir("errors");
+	clunet_context_options_init(&o);
+	o.log = tu_log;
+	if (clunet_context_create(&o, &ctx) != CLUNET_OK) {
+		printf("cannot create a context: %s\n", clunet_last_error());
+		return 1;
+	}
+	printf("safetensors files:\n");
+	test_safetensors();
+	printf("weights against the config:\n");
+	test_weights();
+	printf("config.json:\n");
+	test_config();
+	printf("forward inputs:\n");
+	test_inputs();
+	clunet_context_destroy(ctx);
+	tu_rmtree(tmp);
+	free(tmp);
+	return tu_finish("errors");
+}
