@@ -183,6 +183,8 @@ static int cmd_run(const opts *o)
 	size_t n = 0;
 	clunet_output out;
 	clunet_tensor t;
+	clunet_device_info dev;
+	double t0;
 	int rc = 1;
 	if (!o->model || !o->inputs || !o->output) {
 		fprintf(stderr, "clunet: run needs --model DIR --inputs IN.safetensors --output "
@@ -193,14 +195,17 @@ static int cmd_run(const opts *o)
 		return fail("cannot read the inputs");
 	if (make_context(o, 0, &ctx))
 		goto out;
+	clunet_context_device(ctx, &dev);
 	if (clunet_model_load(ctx, o->model, NULL, &model) != CLUNET_OK) {
 		fail("cannot load the model");
 		goto out;
 	}
+	t0 = now();
 	if (clunet_model_forward(model, in, n, &out) != CLUNET_OK) {
 		fail("forward failed");
 		goto out;
 	}
+	t0 = now() - t0;
 	memset(&t, 0, sizeof(t));
 	t.name = "sample";
 	t.dtype = CLUNET_F32;
@@ -211,6 +216,10 @@ static int cmd_run(const opts *o)
 		fail("cannot write the output");
 		goto out;
 	}
+	printf("%s: wrote sample [", clunet_model_class(model));
+	for (int d = 0; d < out.ndim; d++)
+		printf("%s%lld", d ? ", " : "", (long long)out.shape[d]);
+	printf("] to %s (forward %.3f s on %s)\n", o->output, t0, dev.name);
 	rc = 0;
 out:
 	clunet_model_free(model);

@@ -311,7 +311,8 @@ clunet_status cu_write_file_atomic(const char *path, const void *data, size_t si
 		return CLUNET_ERR_HOST_MEMORY;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
 	if (fd < 0) {
-		clunet_status st = cu_fail(CLUNET_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+		clunet_status st = cu_fail(CLUNET_ERR_IO, "%s: cannot create a temporary file beside it: "
+					   "%s", path, strerror(errno));
 		free(tmp);
 		return st;
 	}
@@ -320,14 +321,14 @@ clunet_status cu_write_file_atomic(const char *path, const void *data, size_t si
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			cu_fail(CLUNET_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+			cu_fail(CLUNET_ERR_IO, "%s: write failed: %s", path, strerror(errno));
 			goto fail;
 		}
 		p += w;
 		size -= (size_t)w;
 	}
 	if (fsync(fd) != 0) {
-		cu_fail(CLUNET_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+		cu_fail(CLUNET_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
 		goto fail;
 	}
 	close(fd);

@@ -52,15 +52,18 @@ const char *cu_shape_str(const cu_tensor *t, char *buf, size_t cap)
 	return buf;
 }
 
-static int new_tensor(cu_graph *g, cu_tkind kind, cu_dtype dt, int ndim, const int64_t *ne)
+static int new_tensor(cu_graph *g, cu_tkind kind, cu_dtype dt, int ndim, const int64_t *ne_in)
 {
 	cu_tensor *t;
+	int64_t ne[CU_MAXD];
 	if (g->status)
 		return -1;
 	if (ndim < 0 || ndim > CU_MAXD) {
 		cu_fail(CLUNET_ERR_ARGUMENT, "internal: tensor with %d dimensions", ndim);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
+	/* ne_in may point into g->t, which the realloc below can move */
+	memcpy(ne, ne_in, (size_t)ndim * sizeof(int64_t));
 	if (g->nt == g->cap_t) {
 		int cap = g->cap_t ? 2 * g->cap_t : 256;
 		cu_tensor *nt = cu_realloc(g->t, (size_t)cap * sizeof(cu_tensor));

@@ -230,10 +230,14 @@ clunet_status model_slot_f32(model_inputs *mi, const clunet_tensor *t)
 	if (!s->data)
 		return CLUNET_ERR_HOST_MEMORY;
 	cu_convert_to_f32(s->data, t->data, t->dtype, n);
-	for (size_t i = 0; i < n; i++)
-		if (!isfinite(((float *)s->data)[i]))
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(((float *)s->data)[i])) {
+			free(s->data);
+			s->data = NULL;
 			return cu_fail(CLUNET_ERR_INPUT, "input '%s': element %zu is not finite",
 				       t->name, i);
+		}
+	}
 	s->dtype = CU_F32;
 	s->ndim = t->ndim;
 	memcpy(s->ne, t->shape, (size_t)t->ndim * sizeof(int64_t));

@@ -129,6 +129,7 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 	y = cu_graph_act(g, xt->ndim, ne);
 	if (y < 0)
 		return -1;
+	xt = cu_t(g, x); /* the tensor array may have moved */
 	if (a->res >= 0 && cu_numel(cu_t(g, a->res)) != cu_numel(cu_t(g, y))) {
 		cu_fail(CLUNET_ERR_ARGUMENT, "conv2d: residual %s does not match the output %s",
 			cu_shape_str(cu_t(g, a->res), s1, sizeof(s1)),
