@@ -526,6 +526,10 @@ int main(void)
 	test_gemm(0, 1, 5, 65, 65, 2, 1.0f);
 	test_gemm(0, 0, 16, 17, 31, 1, -2.0f);
 	test_gemm(1, 1, 3, 4, 5, 7, 1.0f);
+	test_gemm(0, 0, 9, 100, 7, 2, 1.0f);  /* ragged columns and rows, vector path */
+	test_gemm(1, 0, 64, 64, 64, 1, 0.125f);
+	test_gemm(0, 1, 33, 31, 17, 3, 1.0f); /* dot path with a ragged k */
+	test_gemm(0, 1, 8, 64, 256, 2, 1.0f);
 
 	clunet_context_destroy(rt);
 	tu_rmtree(cache);

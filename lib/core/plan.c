@@ -282,6 +282,8 @@ clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs)
 				  NULL, NULL);
 	if (err != CL_SUCCESS)
 		st = rt_cl_fail(err, "clEnqueueReadBuffer", "forward output");
+	else
+		rt_cache_flush(p->rt); /* every kernel has run once: complete binaries */
 out:
 	if (st)
 		clFinish(q); /* leave no half-run work behind */

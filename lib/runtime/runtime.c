@@ -16,6 +16,7 @@ struct rt_program {
 	char *source;
 	char *options;
 	cl_program program;
+	char *unsaved_key; /* set until the binary is written to the cache */
 };
 
 const char *rt_cl_error_name(cl_int err)
@@ -334,16 +335,18 @@ void rt_destroy(rt_ctx *rt)
 {
 	if (!rt)
 		return;
+	if (rt->queue)
+		clFinish(rt->queue);
+	rt_cache_flush(rt);
 	for (size_t i = 0; i < rt->n_programs; i++) {
 		clReleaseProgram(rt->programs[i].program);
 		free(rt->programs[i].source);
 		free(rt->programs[i].options);
+		free(rt->programs[i].unsaved_key);
 	}
 	free(rt->programs);
-	if (rt->queue) {
-		clFinish(rt->queue);
+	if (rt->queue)
 		clReleaseCommandQueue(rt->queue);
-	}
 	if (rt->context)
 		clReleaseContext(rt->context);
 	free(rt->cache_root);
@@ -516,6 +519,22 @@ static clunet_status save_binary(rt_ctx *rt, cl_program prog, const char *key)
 	return CLUNET_OK;
 }
 
+void rt_cache_flush(rt_ctx *rt)
+{
+	if (!rt->unsaved)
+		return;
+	for (size_t i = 0; i < rt->n_programs; i++) {
+		rt_program *p = &rt->programs[i];
+		if (!p->unsaved_key)
+			continue;
+		if (rt->cache_dir)
+			save_binary(rt, p->program, p->unsaved_key);
+		free(p->unsaved_key);
+		p->unsaved_key = NULL;
+	}
+	rt->unsaved = 0;
+}
+
 static cl_program from_binary(rt_ctx *rt, const unsigned char *bin, size_t len,
 			      const char *options)
 {
@@ -546,6 +565,7 @@ clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options
 	cl_int err;
 	clunet_status st;
 	rt_program *grown;
+	int from_cache = 0;
 
 	for (size_t i = 0; i < rt->n_programs; i++) {
 		if (strcmp(rt->programs[i].source, source) == 0 &&
@@ -567,6 +587,7 @@ clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options
 		prog = from_binary(rt, bin, bin_len, options);
 		free(bin);
 		if (prog) {
+			from_cache = 1;
 			rt->cache_hits++;
 			cu_logf(&rt->log, CLUNET_LOG_DEBUG, "program cache: hit cl/%s [%s]", source,
 				options);
@@ -599,7 +620,6 @@ clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options
 			clReleaseProgram(prog);
 			goto out;
 		}
-		save_binary(rt, prog, key);
 	}
 	grown = cu_realloc(rt->programs, (rt->n_programs + 1) * sizeof(rt_program));
 	if (!grown) {
@@ -611,6 +631,12 @@ clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options
 	grown[rt->n_programs].source = cu_strdup(source);
 	grown[rt->n_programs].options = cu_strdup(options);
 	grown[rt->n_programs].program = prog;
+	grown[rt->n_programs].unsaved_key = NULL;
+	if (!from_cache && rt->cache_dir) { /* built from source: save after its first launches */
+		grown[rt->n_programs].unsaved_key = key;
+		key = NULL;
+		rt->unsaved++;
+	}
 	if (!grown[rt->n_programs].source || !grown[rt->n_programs].options) {
 		free(grown[rt->n_programs].source);
 		free(grown[rt->n_programs].options);
@@ -690,6 +716,7 @@ clunet_status clunet_context_measure_peak(clunet_context_t *rt, double *gflops)
 		st = rt_cl_fail(err, "clEnqueueNDRangeKernel", "fma_peak");
 		goto out;
 	}
+	rt_cache_flush(rt);
 	*gflops = best;
 out:
 	if (out)

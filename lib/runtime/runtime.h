@@ -31,6 +31,7 @@ typedef struct clunet_context {
 	unsigned cache_hits, cache_misses, cache_saves;
 	rt_program *programs;  /* built in this process */
 	size_t n_programs;
+	int unsaved;           /* programs built from source, not yet in the cache */
 	char *kernel_dir;      /* $CLUNET_KERNEL_DIR: read sources from here */
 } rt_ctx;
 
@@ -57,6 +58,12 @@ clunet_status rt_source(rt_ctx *rt, const char *name, char **text, size_t *len);
  * else the disk cache, else a fresh build (then saved). */
 clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options,
 			     cl_program *out);
+/* Saves the binaries of programs built since the last call. Called after
+ * their kernels have run once: drivers that finish compiling at the first
+ * launch (PoCL specialises every kernel for its work-group size then) hand
+ * back a complete binary only after it. */
+void rt_cache_flush(rt_ctx *rt);
+
 /* A new kernel object (caller releases it). */
 clunet_status rt_kernel_create(rt_ctx *rt, const char *source, const char *options,
 			       const char *kernel, cl_kernel *out);

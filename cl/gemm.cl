@@ -1,0 +1,133 @@
+/* Strided-batched GEMM for CPU-class devices, row-major:
+ *   C[b] = alpha * op(A[b]) op(B[b]),  op(X) = X or X^T,
+ *   A(i, l) = TA ? a[l * lda + i] : a[i * lda + l]
+ *   B(l, j) = TB ? b[j * ldb + l] : b[l * ldb + j]
+ * Two shapes of work, both explicit SIMD:
+ *   gemm_vn  (TB = 0): a work-item owns MR rows x VW*NB columns; B rows are
+ *            read as vectors along j, A entries broadcast.
+ *   gemm_dot (TB = 1, TA = 0): both operands are contiguous along l, so a
+ *            work-item owns MR x NR outputs and accumulates vectors along l
+ *            (a dot-product kernel), summing lanes at the end.
+ *   gemm_ref (any TA, TB): one output per work-item; the fallback.
+ * Defines: VW (4, 8 or 16), MR, NB, NR, TA, TB.
+ * Global range: gemm_vn (ceil(n / (VW*NB)), ceil(m / MR), batch);
+ *               gemm_dot (ceil(n / NR), ceil(m / MR), batch); gemm_ref (n, m, batch). */
+
+#define VT CU_CAT(float, VW)
+#define VLOAD CU_CAT(vload, VW)
+#define VSTORE CU_CAT(vstore, VW)
+
+#define A_AT(i, l) (TA ? a[(size_t)(l) * lda + (i)] : a[(size_t)(i) * lda + (l)])
+#define B_AT(l, j) (TB ? b[(size_t)(j) * ldb + (l)] : b[(size_t)(l) * ldb + (j)])
+
+__kernel void gemm_ref(__global const float *a, uint a_off, __global const float *b, uint b_off,
+		       __global float *c, uint c_off, int m, int n, int k, int lda, int ldb, int ldc,
+		       int sa, int sb, int sc, float alpha)
+{
+	int j = get_global_id(0), i = get_global_id(1), q = get_global_id(2);
+	if (i >= m || j >= n)
+		return;
+	a += a_off + (size_t)q * sa;
+	b += b_off + (size_t)q * sb;
+	float acc = 0.0f;
+	for (int l = 0; l < k; l++)
+		acc = fma(A_AT(i, l), B_AT(l, j), acc);
+	c[c_off + (size_t)q * sc + (size_t)i * ldc + j] = alpha * acc;
+}
+
+#if !TB
+__kernel void gemm_vn(__global const float *a, uint a_off, __global const float *b, uint b_off,
+		      __global float *c, uint c_off, int m, int n, int k, int lda, int ldb, int ldc,
+		      int sa, int sb, int sc, float alpha)
+{
+	const int j0 = get_global_id(0) * VW * NB, i0 = get_global_id(1) * MR, q = get_global_id(2);
+	a += a_off + (size_t)q * sa;
+	b += b_off + (size_t)q * sb;
+	c += c_off + (size_t)q * sc;
+	int rows[MR];
+	for (int r = 0; r < MR; r++)
+		rows[r] = min(i0 + r, m - 1); /* clamp: extra rows compute, never store */
+	if (j0 + VW * NB <= n) {
+		VT acc[MR][NB];
+		for (int r = 0; r < MR; r++)
+			for (int v = 0; v < NB; v++)
+				acc[r][v] = 0.0f;
+		for (int l = 0; l < k; l++) {
+			VT bv[NB];
+			for (int v = 0; v < NB; v++)
+				bv[v] = VLOAD(0, b + (size_t)l * ldb + j0 + v * VW);
+			for (int r = 0; r < MR; r++) {
+				const VT av = (VT)(A_AT(rows[r], l));
+				for (int v = 0; v < NB; v++)
+					acc[r][v] = fma(av, bv[v], acc[r][v]);
+			}
+		}
+		for (int r = 0; r < MR; r++)
+			if (i0 + r < m)
+				for (int v = 0; v < NB; v++)
+					VSTORE(alpha * acc[r][v], 0, c + (size_t)(i0 + r) * ldc + j0 + v * VW);
+	} else { /* the ragged last columns */
+		for (int j = j0; j < n; j++)
+			for (int r = 0; r < MR && i0 + r < m; r++) {
+				float acc = 0.0f;
+				for (int l = 0; l < k; l++)
+					acc = fma(A_AT(i0 + r, l), b[(size_t)l * ldb + j], acc);
+				c[(size_t)(i0 + r) * ldc + j] = alpha * acc;
+			}
+	}
+}
+#endif
+
+#if TB && !TA
+inline float lane_sum(VT v)
+{
+	float s[VW];
+	VSTORE(v, 0, s);
+	float t = 0.0f;
+	for (int i = 0; i < VW; i++)
+		t += s[i];
+	return t;
+}
+
+__kernel void gemm_dot(__global const float *a, uint a_off, __global const float *b, uint b_off,
+		       __global float *c, uint c_off, int m, int n, int k, int lda, int ldb, int ldc,
+		       int sa, int sb, int sc, float alpha)
+{
+	const int j0 = get_global_id(0) * NR, i0 = get_global_id(1) * MR, q = get_global_id(2);
+	a += a_off + (size_t)q * sa;
+	b += b_off + (size_t)q * sb;
+	c += c_off + (size_t)q * sc;
+	__global const float *ar[MR], *br[NR];
+	for (int r = 0; r < MR; r++)
+		ar[r] = a + (size_t)min(i0 + r, m - 1) * lda;
+	for (int s = 0; s < NR; s++)
+		br[s] = b + (size_t)min(j0 + s, n - 1) * ldb;
+	VT acc[MR][NR];
+	for (int r = 0; r < MR; r++)
+		for (int s = 0; s < NR; s++)
+			acc[r][s] = 0.0f;
+	int l = 0;
+	for (; l + VW <= k; l += VW) {
+		VT bv[NR];
+		for (int s = 0; s < NR; s++)
+			bv[s] = VLOAD(0, br[s] + l);
+		for (int r = 0; r < MR; r++) {
+			const VT av = VLOAD(0, ar[r] + l);
+			for (int s = 0; s < NR; s++)
+				acc[r][s] = fma(av, bv[s], acc[r][s]);
+		}
+	}
+	for (int r = 0; r < MR; r++) {
+		if (i0 + r >= m)
+			break;
+		for (int s = 0; s < NR; s++) {
+			if (j0 + s >= n)
+				break;
+			float t = lane_sum(acc[r][s]);
+			for (int x = l; x < k; x++)
+				t = fma(ar[r][x], br[s][x], t);
+			c[(size_t)(i0 + r) * ldc + j0 + s] = alpha * t;
+		}
+	}
+}
+#endif

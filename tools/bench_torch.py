@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Times clunet and diffusers + torch on the same model config, interleaved,
+and prints the ratio. The machine's speed moves from minute to minute, so the
+two are measured in alternating rounds and the ratio is taken per round.
+
+    /usr/bin/python3 tools/bench_torch.py --model tools/configs/ddpm-cifar10-32 \
+        [--clunet build/clunet] [--batch 1 --height 32 --width 32] [--rounds 5 --runs 5]
+
+Needs diffusers 0.26.3 and torch for /usr/bin/python3 (see DEVELOPERS.md).
+torch runs in a subprocess with OPENBLAS_CORETYPE=SkylakeX set for it only,
+with as many threads as the machine has cores, on random weights in float32.
+clunet runs `clunet bench --json` (which also measures the device's FMA peak).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+
+def torch_worker(args):
+    import torch
+    import diffusers
+
+    torch.set_num_threads(os.cpu_count())
+    cfg = json.load(open(os.path.join(args.model, "config.json")))
+    cls = getattr(diffusers, cfg["_class_name"])
+    torch.manual_seed(0)
+    model = cls.from_config(cfg).eval()
+    in_ch = cfg.get("in_channels", 3)
+    sample = torch.randn(args.batch, in_ch, args.height, args.width)
+    t = torch.tensor([10.0] * args.batch)
+    kwargs = {}
+    if cfg.get("num_class_embeds") or cfg.get("class_embed_type"):
+        kwargs["class_labels"] = torch.zeros(args.batch, dtype=torch.long)
+    times = []
+    import time
+    with torch.no_grad():
+        model(sample, t, **kwargs)  # warm-up
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            model(sample, t, **kwargs)
+            times.append(time.perf_counter() - t0)
+    print(json.dumps({"median_s": statistics.median(times), "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--clunet", default="build/clunet")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--height", type=int, default=32)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--torch-worker", action="store_true")
+    args = p.parse_args()
+    if args.torch_worker:
+        return torch_worker(args)
+
+    rows = []
+    for r in range(args.rounds):
+        c = subprocess.run([args.clunet, "bench", "--model", args.model, "--batch", str(args.batch),
+                            "--height", str(args.height), "--width", str(args.width),
+                            "--runs", str(args.runs), "--json"],
+                           check=True, capture_output=True, text=True)
+        cj = json.loads(c.stdout)
+        env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX")
+        t = subprocess.run([sys.executable, __file__, "--torch-worker", "--model", args.model,
+                            "--batch", str(args.batch), "--height", str(args.height),
+                            "--width", str(args.width), "--runs", str(args.runs)],
+                           check=True, capture_output=True, text=True, env=env)
+        tj = json.loads(t.stdout.strip().splitlines()[-1])
+        rows.append((cj, tj))
+        print("round %d: clunet %.4f s (%.1f GFLOP/s, %.1f %% of peak %.0f)  torch %s %.4f s  "
+              "ratio %.2f" % (r + 1, cj["median_s"], cj["gflops"], cj["percent_of_peak"],
+                              cj["device_peak_gflops"], tj["torch"], tj["median_s"],
+                              cj["median_s"] / tj["median_s"]), flush=True)
+    ratios = [c["median_s"] / t["median_s"] for c, t in rows]
+    c_med = statistics.median(c["median_s"] for c, _ in rows)
+    t_med = statistics.median(t["median_s"] for _, t in rows)
+    print("median over %d rounds: clunet %.4f s, torch %.4f s, clunet/torch time ratio %.2f "
+          "(per round %s); %.3f GFLOP, peak activations %.2f MiB"
+          % (len(rows), c_med, t_med, statistics.median(ratios),
+             ", ".join("%.2f" % x for x in ratios), rows[0][0]["gflop"],
+             rows[0][0]["peak_activation_bytes"] / 2**20))
+
+
+if __name__ == "__main__":
+    main()
