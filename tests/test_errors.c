@@ -458,6 +458,62 @@ static void test_inputs(void)
 	clunet_model_free(m);
 }
 
+/* More device memory than the device has: a status, not a crash. */
+static void test_device_memory(void)
+{
+	char *d = model_dir();
+	clunet_model_t *m = NULL;
+	clunet_model_options mo;
+	clunet_status st;
+	clunet_device_info dev;
+	char cfg[512];
+	/* one level of 16384 channels: a 3x3 conv weight alone is 9.7 GB */
+	write_text(d, "config.json", "{\"_class_name\": \"UNet2DModel\", \"block_out_channels\": [16384], "
+		   "\"down_block_types\": [\"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\"]}");
+	clunet_model_options_init(&mo);
+	mo.allow_random_weights = 1;
+	st = clunet_model_load(ctx, d, &mo, &m);
+	printf("  %-42s %s: %s\n", "weights larger than the device", clunet_status_name(st),
+	       clunet_last_error());
+	CHECK(st == CLUNET_ERR_DEVICE_MEMORY && m == NULL, "weights beyond the device's memory");
+	CHECK(strstr(clunet_last_error(), "largest allocation") != NULL, "message says why");
+	free(d);
+
+	/* activations: a small model at a sample size whose arena exceeds the device */
+	clunet_context_device(ctx, &dev);
+	d = model_dir();
+	snprintf(cfg, sizeof(cfg), "{\"_class_name\": \"UNet2DModel\", \"block_out_channels\": [64], "
+		 "\"norm_num_groups\": 8, \"layers_per_block\": 1, \"add_attention\": false, "
+		 "\"down_block_types\": [\"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\"]}");
+	write_text(d, "config.json", cfg);
+	st = clunet_model_load(ctx, d, &mo, &m);
+	CHECK(st == CLUNET_OK, "small model loads: %s", clunet_last_error());
+	if (!st) {
+		/* a few live activations of 64 x side^2 floats exceed the largest allocation */
+		int64_t side = 64;
+		while ((uint64_t)side * side * 64 * 4 * 4 < dev.max_alloc_bytes)
+			side *= 2;
+		{
+			size_t n = (size_t)(3 * side * side);
+			uint16_t *half = calloc(n, 2); /* F16 zeros: small host footprint */
+			float t = 1;
+			clunet_tensor in[2] = { { "sample", CLUNET_F16, 4, { 1, 3, side, side }, half },
+						{ "timestep", CLUNET_F32, 0, { 0 }, &t } };
+			clunet_plan_info info;
+			st = clunet_model_plan(m, in, 2, &info);
+			printf("  %-42s %s: %s\n", "activations larger than the device",
+			       clunet_status_name(st), clunet_last_error());
+			CHECK(st == CLUNET_ERR_DEVICE_MEMORY, "activation arena beyond the device: %s",
+			      clunet_status_name(st));
+			CHECK(strstr(clunet_last_error(), "activation arena") != NULL,
+			      "the message names the activation arena");
+			free(half);
+		}
+		clunet_model_free(m);
+	}
+	free(d);
+}
+
 int main(int argc, char **argv)
 {
 	clunet_context_options o;
@@ -481,6 +537,8 @@ int main(int argc, char **argv)
 	test_config();
 	printf("forward inputs:\n");
 	test_inputs();
+	printf("device memory:\n");
+	test_device_memory();
 	clunet_context_destroy(ctx);
 	tu_rmtree(tmp);
 	free(tmp);

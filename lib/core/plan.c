@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "graph.h"
@@ -175,6 +176,12 @@ clunet_status cu_plan_create(cu_graph *g, cu_plan **out)
 	st = assign_memory(g, &p->arena_bytes, &off);
 	if (st)
 		goto fail;
+	/* kernels take element offsets and counts as 32-bit integers */
+	if (p->arena_bytes / 4 > INT32_MAX) {
+		st = cu_fail(CLUNET_ERR_DEVICE_MEMORY, "activation arena: %zu bytes is more than "
+			     "clunet addresses (8 GiB)", p->arena_bytes);
+		goto fail;
+	}
 	st = rt_alloc(g->rt, p->arena_bytes, "activation arena", &p->arena);
 	if (st)
 		goto fail;

@@ -395,6 +395,8 @@ typedef struct builder {
 
 static void push(builder *b, int t)
 {
+	if (b->c->g->status)
+		return;
 	if (b->depth < (int)CU_ARRAY_LEN(b->stack))
 		b->stack[b->depth++] = t;
 	else
@@ -403,6 +405,8 @@ static void push(builder *b, int t)
 
 static int pop(builder *b)
 {
+	if (b->c->g->status)
+		return -1;
 	if (b->depth == 0)
 		return cu_graph_fail(b->c->g, cu_fail(CLUNET_ERR_CONFIG, "internal: skip stack empty"));
 	return b->stack[--b->depth];
@@ -449,6 +453,8 @@ static int attention(builder *b, const char *pre, int x, int ch, int head_dim, i
 		     float rescale)
 {
 	nn_attn_cfg a;
+	if (b->c->g->status)
+		return -1;
 	a.channels = ch;
 	a.dim_head = head_dim ? head_dim : ch;
 	a.heads = ch / a.dim_head;

@@ -136,8 +136,16 @@ static int entry_tensor(nn_ctx *c, const nn_entry *e, int ndim, const int64_t *s
 static float *fetch(nn_ctx *c, const char *name, int ndim, const int64_t *shape, nn_wrole role)
 {
 	size_t n = numel_of(ndim, shape);
-	float *data = cu_malloc(n * 4);
+	float *data;
 	clunet_status st;
+	if (n * 4 > c->rt->info.max_alloc_bytes) { /* say so before reading gigabytes */
+		cu_fail(CLUNET_ERR_DEVICE_MEMORY,
+			"weight '%s': %zu bytes exceed the device's largest allocation (%llu bytes)",
+			name, n * 4, (unsigned long long)c->rt->info.max_alloc_bytes);
+		cu_graph_fail(c->g, CLUNET_ERR_DEVICE_MEMORY);
+		return NULL;
+	}
+	data = cu_malloc(n * 4);
 	if (!data) {
 		cu_graph_fail(c->g, CLUNET_ERR_HOST_MEMORY);
 		return NULL;
@@ -230,6 +238,8 @@ static int packed_weight(nn_ctx *c, const char *name, int file_ndim, int oc, int
 
 int nn_temb_act(nn_ctx *c, cu_act act)
 {
+	if (c->g->status)
+		return -1;
 	if (c->temb < 0)
 		return cu_graph_fail(c->g, cu_fail(CLUNET_ERR_ARGUMENT, "internal: no time embedding"));
 	if (act == CU_ACT_NONE)
