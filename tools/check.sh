@@ -15,3 +15,7 @@ for dir in build build-asan; do
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C "$dir" --print-errorlogs
 done
+# the parser fuzzers, briefly, when clang and its libFuzzer runtime are there
+if command -v clang > /dev/null; then
+	tools/fuzz.sh 20
+fi

@@ -34,14 +34,20 @@ clunet_status cfg_load(const char *path, cfg *out)
 	st = cu_read_file(path, &text, &size);
 	if (st)
 		return st;
+	st = cfg_parse(text, size, path, out);
+	free(text);
+	return st;
+}
+
+clunet_status cfg_parse(const char *text, size_t size, const char *path, cfg *out)
+{
+	memset(out, 0, sizeof(*out));
 	out->root = cJSON_ParseWithLength(text, size);
 	if (!out->root) {
 		const char *where = cJSON_GetErrorPtr();
 		long at = where && where >= text && where <= text + size ? (long)(where - text) : -1;
-		free(text);
 		return cu_fail(CLUNET_ERR_FORMAT, "%s: invalid JSON (near byte %ld)", path, at);
 	}
-	free(text);
 	if (!cJSON_IsObject(out->root)) {
 		cJSON_Delete(out->root);
 		out->root = NULL;

@@ -14,6 +14,8 @@ typedef struct cfg {
 } cfg;
 
 clunet_status cfg_load(const char *path, cfg *out);
+/* The same from text in memory; `path` names it in messages. */
+clunet_status cfg_parse(const char *text, size_t size, const char *path, cfg *out);
 void cfg_free(cfg *c);
 
 /* The value under key, or NULL when absent. */

@@ -195,23 +195,51 @@ out:
 	return st;
 }
 
-clunet_status st_open(const char *path, st_file **out)
+/* Checks the 8-byte length and the header of f->map (f->size bytes). */
+static clunet_status parse_file(st_file *f)
 {
-	st_file *f = cu_calloc(1, sizeof(st_file));
-	struct stat sb;
 	unsigned char lenb[8];
 	uint64_t hlen = 0;
+	if (f->size < 8)
+		return cu_fail(CLUNET_ERR_FORMAT,
+			       "%s: truncated: %zu bytes, shorter than the 8-byte header length",
+			       f->path, f->size);
+	memcpy(lenb, f->map, 8);
+	for (int i = 7; i >= 0; i--)
+		hlen = (hlen << 8) | lenb[i];
+	if (hlen > f->size - 8)
+		return cu_fail(CLUNET_ERR_FORMAT,
+			       "%s: header length %llu goes beyond the end of the file (%zu bytes)",
+			       f->path, (unsigned long long)hlen, f->size);
+	if (hlen > ST_MAX_HEADER || hlen < 2)
+		return cu_fail(CLUNET_ERR_FORMAT, "%s: implausible header length %llu", f->path,
+			       (unsigned long long)hlen);
+	return parse_header(f, (const char *)f->map + 8, (size_t)hlen, 8 + (size_t)hlen);
+}
+
+static st_file *new_file(const char *path)
+{
+	st_file *f = cu_calloc(1, sizeof(st_file));
+	if (!f)
+		return NULL;
+	f->path = cu_strdup(path);
+	if (!f->path) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
+clunet_status st_open(const char *path, st_file **out)
+{
+	st_file *f = new_file(path);
+	struct stat sb;
 	int fd = -1;
 	clunet_status st;
 
 	*out = NULL;
 	if (!f)
 		return CLUNET_ERR_HOST_MEMORY;
-	f->path = cu_strdup(path);
-	if (!f->path) {
-		free(f);
-		return CLUNET_ERR_HOST_MEMORY;
-	}
 	fd = open(path, O_RDONLY);
 	if (fd < 0) {
 		st = cu_fail(CLUNET_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -222,35 +250,18 @@ clunet_status st_open(const char *path, st_file **out)
 		goto fail;
 	}
 	f->size = (size_t)sb.st_size;
-	if (f->size < 8) {
-		st = cu_fail(CLUNET_ERR_FORMAT,
-			     "%s: truncated: %zu bytes, shorter than the 8-byte header length", path,
-			     f->size);
-		goto fail;
-	}
-	f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (f->map == MAP_FAILED) {
-		f->map = NULL;
-		st = cu_fail(CLUNET_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
-		goto fail;
+	if (f->size >= 8) {
+		f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (f->map == MAP_FAILED) {
+			f->map = NULL;
+			st = cu_fail(CLUNET_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+			goto fail;
+		}
+		f->owns_map = 1;
 	}
 	close(fd);
 	fd = -1;
-	memcpy(lenb, f->map, 8);
-	for (int i = 7; i >= 0; i--)
-		hlen = (hlen << 8) | lenb[i];
-	if (hlen > f->size - 8) {
-		st = cu_fail(CLUNET_ERR_FORMAT,
-			     "%s: header length %llu goes beyond the end of the file (%zu bytes)",
-			     path, (unsigned long long)hlen, f->size);
-		goto fail;
-	}
-	if (hlen > ST_MAX_HEADER || hlen < 2) {
-		st = cu_fail(CLUNET_ERR_FORMAT, "%s: implausible header length %llu", path,
-			     (unsigned long long)hlen);
-		goto fail;
-	}
-	st = parse_header(f, (const char *)f->map + 8, (size_t)hlen, 8 + (size_t)hlen);
+	st = parse_file(f);
 	if (st)
 		goto fail;
 	*out = f;
@@ -262,11 +273,29 @@ fail:
 	return st;
 }
 
+clunet_status st_open_memory(const void *data, size_t size, const char *name, st_file **out)
+{
+	st_file *f = new_file(name);
+	clunet_status st;
+	*out = NULL;
+	if (!f)
+		return CLUNET_ERR_HOST_MEMORY;
+	f->map = (void *)data;
+	f->size = size;
+	st = parse_file(f);
+	if (st) {
+		st_close(f);
+		return st;
+	}
+	*out = f;
+	return CLUNET_OK;
+}
+
 void st_close(st_file *f)
 {
 	if (!f)
 		return;
-	if (f->map)
+	if (f->map && f->owns_map)
 		munmap(f->map, f->size);
 	free(f->tensors);
 	free(f->names);

@@ -26,12 +26,16 @@ typedef struct st_file {
 	char *path;
 	void *map;
 	size_t size;
+	int owns_map;       /* 0: st_open_memory over the caller's bytes */
 	st_tensor *tensors; /* sorted by name */
 	size_t n;
 	char *names;        /* storage for tensor names */
 } st_file;
 
 clunet_status st_open(const char *path, st_file **out);
+/* The same checks over bytes in memory (kept by the caller until st_close);
+ * `name` stands for the path in messages. */
+clunet_status st_open_memory(const void *data, size_t size, const char *name, st_file **out);
 void st_close(st_file *f);
 st_tensor *st_find(const st_file *f, const char *name);
 
