@@ -58,7 +58,9 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 	__global const float *wp = w + w_off + (size_t)ocb * IC * KH * KW * OCT;
 
 	VT acc[PX][OCB];
+	#pragma unroll
 	for (int p = 0; p < PX; p++)
+		#pragma unroll
 		for (int b = 0; b < OCB; b++)
 			acc[p][b] = 0.0f;
 
@@ -71,16 +73,21 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 				continue;
 			__global const float *xr = xc + (size_t)SRC(iy) * IW;
 			float xs[XS];
+			#pragma unroll
 			for (int j = 0; j < XS; j++) {
 				const int ix = ix0 + j;
 				xs[j] = (ix >= 0 && ix < LW) ? xr[SRC(ix)] : 0.0f;
 			}
+			#pragma unroll
 			for (int kx = 0; kx < KW; kx++) {
 				VT wv[OCB];
+				#pragma unroll
 				for (int b = 0; b < OCB; b++)
 					wv[b] = VLOAD(b, wp + kx * OCT);
+				#pragma unroll
 				for (int p = 0; p < PX; p++) {
 					const VT a = (VT)(xs[p * S + kx]);
+					#pragma unroll
 					for (int b = 0; b < OCB; b++)
 						acc[p][b] = fma(wv[b], a, acc[p][b]);
 				}
@@ -88,6 +95,7 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 		}
 	}
 
+	/* the epilogue: loops with breaks stay rolled (and cost nothing) */
 	for (int b = 0; b < OCB; b++) {
 		for (int p = 0; p < PX; p++) {
 			float o[VW];

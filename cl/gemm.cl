@@ -45,25 +45,33 @@ __kernel void gemm_vn(__global const float *a, uint a_off, __global const float 
 	b += b_off + (size_t)q * sb;
 	c += c_off + (size_t)q * sc;
 	int rows[MR];
+	#pragma unroll
 	for (int r = 0; r < MR; r++)
 		rows[r] = min(i0 + r, m - 1); /* clamp: extra rows compute, never store */
 	if (j0 + VW * NB <= n) {
 		VT acc[MR][NB];
+		#pragma unroll
 		for (int r = 0; r < MR; r++)
+			#pragma unroll
 			for (int v = 0; v < NB; v++)
 				acc[r][v] = 0.0f;
 		for (int l = 0; l < k; l++) {
 			VT bv[NB];
+			#pragma unroll
 			for (int v = 0; v < NB; v++)
 				bv[v] = VLOAD(0, b + (size_t)l * ldb + j0 + v * VW);
+			#pragma unroll
 			for (int r = 0; r < MR; r++) {
 				const VT av = (VT)(A_AT(rows[r], l));
+				#pragma unroll
 				for (int v = 0; v < NB; v++)
 					acc[r][v] = fma(av, bv[v], acc[r][v]);
 			}
 		}
+		#pragma unroll
 		for (int r = 0; r < MR; r++)
 			if (i0 + r < m)
+				#pragma unroll
 				for (int v = 0; v < NB; v++)
 					VSTORE(alpha * acc[r][v], 0, c + (size_t)(i0 + r) * ldc + j0 + v * VW);
 	} else { /* the ragged last columns */
@@ -98,21 +106,28 @@ __kernel void gemm_dot(__global const float *a, uint a_off, __global const float
 	b += b_off + (size_t)q * sb;
 	c += c_off + (size_t)q * sc;
 	__global const float *ar[MR], *br[NR];
+	#pragma unroll
 	for (int r = 0; r < MR; r++)
 		ar[r] = a + (size_t)min(i0 + r, m - 1) * lda;
+	#pragma unroll
 	for (int s = 0; s < NR; s++)
 		br[s] = b + (size_t)min(j0 + s, n - 1) * ldb;
 	VT acc[MR][NR];
+	#pragma unroll
 	for (int r = 0; r < MR; r++)
+		#pragma unroll
 		for (int s = 0; s < NR; s++)
 			acc[r][s] = 0.0f;
 	int l = 0;
 	for (; l + VW <= k; l += VW) {
 		VT bv[NR];
+		#pragma unroll
 		for (int s = 0; s < NR; s++)
 			bv[s] = VLOAD(0, br[s] + l);
+		#pragma unroll
 		for (int r = 0; r < MR; r++) {
 			const VT av = VLOAD(0, ar[r] + l);
+			#pragma unroll
 			for (int s = 0; s < NR; s++)
 				acc[r][s] = fma(av, bv[s], acc[r][s]);
 		}

@@ -147,6 +147,9 @@ clunet_status cu_set_args(cu_plan *p, cu_op *op, const char *fmt, ...);
 /* Creates op->kernel from cl/<source> with options. */
 clunet_status cu_op_kernel(cu_plan *p, cu_op *op, const char *source, const char *options,
 			   const char *kernel);
+/* Enqueues op->kernel with the op's geometry (what ops without their own
+ * enqueue() do). */
+clunet_status cu_op_launch(cu_plan *p, cu_op *op, cl_event *ev);
 /* Launch geometry helper: 1 to 3 dims, no explicit local size. */
 void cu_op_range(cu_op *op, cl_uint dims, size_t g0, size_t g1, size_t g2);
 

@@ -246,7 +246,7 @@ void cu_plan_free(cu_plan *p)
 	free(p);
 }
 
-static clunet_status default_enqueue(cu_plan *p, cu_op *op, cl_event *ev)
+clunet_status cu_op_launch(cu_plan *p, cu_op *op, cl_event *ev)
 {
 	cl_int err = clEnqueueNDRangeKernel(p->rt->queue, op->kernel, op->dims, NULL, op->gws,
 					    op->use_lws ? op->lws : NULL, 0, NULL, ev);
@@ -280,7 +280,7 @@ clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs)
 		cl_event *ev = p->rt->profiling ? &p->events[i] : NULL;
 		if (op->n_in == 0 && !op->kernel && !op->impl->enqueue)
 			continue;
-		st = op->impl->enqueue ? op->impl->enqueue(p, op, ev) : default_enqueue(p, op, ev);
+		st = op->impl->enqueue ? op->impl->enqueue(p, op, ev) : cu_op_launch(p, op, ev);
 		if (st)
 			goto out;
 	}

@@ -87,7 +87,10 @@ static clunet_status conv_prepare(cu_plan *p, cu_op *op)
 	return CLUNET_OK;
 }
 
+/* one implementation, three names in profiles */
 static const cu_op_impl conv_impl = { "conv2d", conv_prepare, NULL };
+static const cu_op_impl conv1x1_impl = { "conv1x1", conv_prepare, NULL };
+static const cu_op_impl linear_impl = { "linear", conv_prepare, NULL };
 
 int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args *a)
 {
@@ -146,7 +149,8 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 	in[2] = a->bias;
 	in[3] = a->bias2;
 	in[4] = a->res;
-	opi = cu_graph_op(g, &conv_impl, in, 5, y);
+	opi = cu_graph_op(g, xt->ndim == 2 ? &linear_impl : kh * kw == 1 ? &conv1x1_impl : &conv_impl,
+			  in, 5, y);
 	if (opi < 0)
 		return -1;
 	{

@@ -69,12 +69,8 @@ static clunet_status gemm_enqueue(cu_plan *p, cu_op *op, cl_event *ev)
 			*c = cu_t(p->g, op->out);
 	const int *ip = op->ip;
 	CLBlastStatusCode s;
-	if (ip[P_IMPL] != IMPL_CLBLAST) {
-		cl_int err = clEnqueueNDRangeKernel(p->rt->queue, op->kernel, op->dims, NULL, op->gws,
-						    op->use_lws ? op->lws : NULL, 0, NULL, ev);
-		return err == CL_SUCCESS ? CLUNET_OK
-					 : rt_cl_fail(err, "clEnqueueNDRangeKernel", op->kernel_name);
-	}
+	if (ip[P_IMPL] != IMPL_CLBLAST)
+		return cu_op_launch(p, op, ev);
 	s = CLBlastSgemmStridedBatched(
 		CLBlastLayoutRowMajor, ip[P_TA] ? CLBlastTransposeYes : CLBlastTransposeNo,
 		ip[P_TB] ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)ip[P_M],
