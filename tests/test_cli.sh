@@ -47,6 +47,19 @@ expect_error "unknown option" "--frobnicate" "$clunet" run --frobnicate 3
 expect_error "device that does not exist" "matches no OpenCL device" \
 	"$clunet" run --device "no-such-device" --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st"
 
+# device choice: index, platform:device, name substring, environment
+name=$(sed -n 's/^device 0:0  //p' "$tmp/info" | head -1)
+word=$(echo "$name" | tr -c 'A-Za-z0-9\n' ' ' | awk '{print tolower($1)}')
+for spec in 0 0:0 "$word"; do
+	"$clunet" run --device "$spec" --model "$case_dir" --inputs "$case_dir/inputs.safetensors" \
+		--output "$tmp/dev.st" > "$tmp/stdout" 2> "$tmp/err" && grep -q "on $name" "$tmp/stdout" \
+		&& ok "--device '$spec' picks $name" || fail "--device '$spec': $(cat "$tmp/err")"
+done
+CLUNET_DEVICE=0:0 "$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" \
+	--output "$tmp/dev.st" > /dev/null 2>&1 && ok "CLUNET_DEVICE=0:0" || fail "CLUNET_DEVICE=0:0"
+expect_error "device index out of range" "device '99'" env CLUNET_DEVICE=99 \
+	"$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st"
+
 # bench: JSON with the documented keys; a config-only folder runs on random weights
 mkdir -p "$tmp/config-only"
 cp "$case_dir/config.json" "$tmp/config-only/"
