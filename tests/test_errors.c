@@ -458,6 +458,99 @@ static void test_inputs(void)
 	clunet_model_free(m);
 }
 
+/* Writes the base fixture's weights as two shards and their index, with
+ * one more weight_map entry when override_entry is given. */
+static void write_shards(const char *dir, const char *override_entry)
+{
+	char p[4300];
+	clunet_tensor *t = NULL;
+	size_t n = 0, na = 0, nb = 0;
+	clunet_tensor *a, *b;
+	FILE *f;
+	snprintf(p, sizeof(p), "%s/" BASE "/diffusion_pytorch_model.safetensors", fixtures);
+	if (clunet_tensors_read(p, &t, &n) != CLUNET_OK)
+		return;
+	a = calloc(n, sizeof(*a));
+	b = calloc(n, sizeof(*b));
+	for (size_t i = 0; i < n; i++) {
+		if (i % 2)
+			b[nb++] = t[i];
+		else
+			a[na++] = t[i];
+	}
+	snprintf(p, sizeof(p), "%s/diffusion_pytorch_model-00001-of-00002.safetensors", dir);
+	clunet_tensors_write(p, a, na);
+	snprintf(p, sizeof(p), "%s/diffusion_pytorch_model-00002-of-00002.safetensors", dir);
+	clunet_tensors_write(p, b, nb);
+	snprintf(p, sizeof(p), "%s/diffusion_pytorch_model.safetensors.index.json", dir);
+	f = fopen(p, "w");
+	fprintf(f, "{\"metadata\": {\"total_size\": 1}, \"weight_map\": {");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s\"%s\": \"diffusion_pytorch_model-0000%d-of-00002.safetensors\"",
+			i ? ", " : "", t[i].name, (int)(i % 2) + 1);
+	if (override_entry)
+		fprintf(f, ", %s", override_entry);
+	fprintf(f, "}}");
+	fclose(f);
+	free(a);
+	free(b);
+	clunet_tensors_free(t, n);
+}
+
+static void test_sharded(void)
+{
+	char *d = model_dir(), p[4300];
+	clunet_model_t *m = NULL;
+	clunet_tensor *in = NULL, *exp = NULL;
+	size_t n_in = 0, n_exp = 0;
+	clunet_output out;
+	clunet_status st;
+	copy_base(d, 1, 0);
+	write_shards(d, NULL);
+	st = clunet_model_load(ctx, d, NULL, &m);
+	CHECK(st == CLUNET_OK, "sharded weights load: %s", clunet_last_error());
+	snprintf(p, sizeof(p), "%s/" BASE "/inputs.safetensors", fixtures);
+	clunet_tensors_read(p, &in, &n_in);
+	snprintf(p, sizeof(p), "%s/" BASE "/expected.safetensors", fixtures);
+	clunet_tensors_read(p, &exp, &n_exp);
+	if (!st && in && exp) {
+		st = clunet_model_forward(m, in, n_in, &out);
+		CHECK(st == CLUNET_OK, "sharded forward: %s", clunet_last_error());
+		if (!st) {
+			size_t n = (size_t)(exp[0].shape[0] * exp[0].shape[1] * exp[0].shape[2] * exp[0].shape[3]);
+			double e = tu_rel_l2(out.data, exp[0].data, n);
+			printf("  %-42s rel L2 %.3e against diffusers\n", "sharded checkpoint (2 shards)", e);
+			CHECK(e <= 1e-4, "sharded forward error %.3e", e);
+		}
+	}
+	clunet_model_free(m);
+	clunet_tensors_free(in, n_in);
+	clunet_tensors_free(exp, n_exp);
+	free(d);
+
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_shards(d, "\"extra.weight\": \"missing-shard.safetensors\"");
+	expect_load("index naming a missing shard", d, CLUNET_ERR_IO, "missing-shard.safetensors: cannot open");
+	free(d);
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_shards(d, "\"extra.weight\": \"../../etc/passwd\"");
+	expect_load("index pointing outside the folder", d, CLUNET_ERR_FORMAT, "must be the name of a file");
+	free(d);
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_shards(d, "\"conv_in.bias\": \"diffusion_pytorch_model-00002-of-00002.safetensors\"");
+	expect_load("index putting a tensor in the wrong shard", d, CLUNET_ERR_FORMAT,
+		    "'conv_in.bias' is not in shard");
+	free(d);
+	d = model_dir();
+	copy_base(d, 1, 0);
+	write_text(d, "diffusion_pytorch_model.safetensors.index.json", "{\"metadata\": {}}");
+	expect_load("index without weight_map", d, CLUNET_ERR_FORMAT, "'weight_map'");
+	free(d);
+}
+
 /* More device memory than the device has: a status, not a crash. */
 static void test_device_memory(void)
 {
@@ -533,6 +626,8 @@ int main(int argc, char **argv)
 	test_safetensors();
 	printf("weights against the config:\n");
 	test_weights();
+	printf("sharded weights:\n");
+	test_sharded();
 	printf("config.json:\n");
 	test_config();
 	printf("forward inputs:\n");

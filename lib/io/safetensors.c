@@ -437,3 +437,159 @@ clunet_status clunet_tensors_write(const char *path, const clunet_tensor *tensor
 	}
 	return st_write(path, tensors, n);
 }
+
+/* ------------------------------------------------------------ sets */
+
+static clunet_status set_add(st_set *s, st_file *f)
+{
+	st_file **grown = cu_realloc(s->files, (s->n + 1) * sizeof(st_file *));
+	if (!grown) {
+		st_close(f);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	s->files = grown;
+	s->files[s->n++] = f;
+	return CLUNET_OK;
+}
+
+clunet_status st_set_open_file(const char *path, st_set **out)
+{
+	st_set *s = cu_calloc(1, sizeof(st_set));
+	st_file *f;
+	clunet_status st;
+	*out = NULL;
+	if (!s || !(s->label = cu_strdup(path))) {
+		free(s);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	st = st_open(path, &f);
+	if (!st)
+		st = set_add(s, f);
+	if (st) {
+		st_set_close(s);
+		return st;
+	}
+	*out = s;
+	return CLUNET_OK;
+}
+
+/* A shard must be a plain file name beside the index. */
+static int plain_name(const char *n)
+{
+	return *n && !strchr(n, '/') && !strchr(n, '\\') && strcmp(n, ".") && strcmp(n, "..");
+}
+
+clunet_status st_set_open_index(const char *index_path, st_set **out)
+{
+	st_set *s = cu_calloc(1, sizeof(st_set));
+	char *text = NULL, *dir = NULL, *slash;
+	size_t size;
+	cJSON *root = NULL, *map, *e;
+	clunet_status st;
+
+	*out = NULL;
+	if (!s || !(s->label = cu_strdup(index_path)) || !(dir = cu_strdup(index_path))) {
+		free(s ? s->label : NULL);
+		free(s);
+		free(dir);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	slash = strrchr(dir, '/');
+	if (slash)
+		slash[1] = 0;
+	else
+		strcpy(dir, "./");
+	st = cu_read_file(index_path, &text, &size);
+	if (st)
+		goto out;
+	root = cJSON_ParseWithLength(text, size);
+	map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+	if (!cJSON_IsObject(map)) {
+		st = cu_fail(CLUNET_ERR_FORMAT, "%s: expected a JSON object with a 'weight_map' object",
+			     index_path);
+		goto out;
+	}
+	cJSON_ArrayForEach(e, map) {
+		const char *shard = cJSON_IsString(e) ? e->valuestring : NULL;
+		int known = 0;
+		char *path;
+		st_file *f;
+		if (!shard || !plain_name(shard)) {
+			st = cu_fail(CLUNET_ERR_FORMAT, "%s: weight_map['%s'] must be the name of a file "
+				     "beside the index", index_path, e->string);
+			goto out;
+		}
+		for (size_t i = 0; i < s->n && !known; i++)
+			known = !strcmp(strrchr(s->files[i]->path, '/') + 1, shard);
+		if (known)
+			continue;
+		path = cu_path_join(dir, shard);
+		if (!path) {
+			st = CLUNET_ERR_HOST_MEMORY;
+			goto out;
+		}
+		st = st_open(path, &f);
+		free(path);
+		if (!st)
+			st = set_add(s, f);
+		if (st)
+			goto out;
+	}
+	/* every listed tensor is in the shard the map names, and in no other */
+	cJSON_ArrayForEach(e, map) {
+		const st_file *where = NULL;
+		int copies = 0;
+		for (size_t i = 0; i < s->n; i++) {
+			if (st_find(s->files[i], e->string)) {
+				copies++;
+				where = s->files[i];
+			}
+		}
+		if (copies > 1) {
+			st = cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s' is in more than one shard",
+				     index_path, e->string);
+			goto out;
+		}
+		if (copies == 0 || strcmp(strrchr(where->path, '/') + 1, e->valuestring) != 0) {
+			st = cu_fail(CLUNET_ERR_FORMAT, "%s: tensor '%s' is not in shard '%s', where "
+				     "weight_map puts it", index_path, e->string, e->valuestring);
+			goto out;
+		}
+	}
+	if (s->n == 0)
+		st = cu_fail(CLUNET_ERR_FORMAT, "%s: weight_map lists no tensors", index_path);
+out:
+	cJSON_Delete(root);
+	free(text);
+	free(dir);
+	if (st) {
+		st_set_close(s);
+		return st;
+	}
+	*out = s;
+	return CLUNET_OK;
+}
+
+st_tensor *st_set_find(const st_set *s, const char *name, const st_file **file)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		st_tensor *t = st_find(s->files[i], name);
+		if (t) {
+			if (file)
+				*file = s->files[i];
+			return t;
+		}
+	}
+	return NULL;
+}
+
+void st_set_close(st_set *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		st_close(s->files[i]);
+	free(s->files);
+	free(s->label);
+	free(s);
+}

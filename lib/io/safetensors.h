@@ -42,4 +42,19 @@ st_tensor *st_find(const st_file *f, const char *name);
 /* Writes tensors with dtypes and shapes as given (data is copied). */
 clunet_status st_write(const char *path, const clunet_tensor *tensors, size_t n);
 
+/* A checkpoint's weights: one safetensors file, or the shards listed by a
+ * diffusers "<name>.safetensors.index.json" (diffusers >= 0.29 writes these
+ * for large models): {"weight_map": {tensor name: shard file name}}. */
+typedef struct st_set {
+	st_file **files;
+	size_t n;
+	char *label; /* the file or index path, for messages */
+} st_set;
+
+clunet_status st_set_open_file(const char *path, st_set **out);
+clunet_status st_set_open_index(const char *index_path, st_set **out);
+/* Finds a tensor in any file of the set; *file (if not NULL) gets its file. */
+st_tensor *st_set_find(const st_set *s, const char *name, const st_file **file);
+void st_set_close(st_set *s);
+
 #endif

@@ -101,6 +101,7 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 {
 	model *m = user;
 	st_tensor *t;
+	const st_file *file = NULL;
 	char alt[600], want[160], got[160];
 	size_t nlen = strlen(name);
 
@@ -111,26 +112,26 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 	if (!m->weights) /* every weight is fetched while loading */
 		return cu_fail(CLUNET_ERR_WEIGHTS, "internal: weight '%s' requested after loading",
 			       name);
-	t = st_find(m->weights, name);
+	t = st_set_find(m->weights, name, &file);
 	if (!t && m->vt->deprecated_attention && deprecated_name(name, alt, sizeof(alt)))
-		t = st_find(m->weights, alt);
+		t = st_set_find(m->weights, alt, &file);
 	/* GaussianFourierProjection holds one tensor as `weight` and `W` */
 	if (!t && nlen >= 17 && strcmp(name + nlen - 17, "time_proj.weight") == 0) {
 		snprintf(alt, sizeof(alt), "%.*sW", (int)(nlen - 6), name);
-		t = st_find(m->weights, alt);
+		t = st_set_find(m->weights, alt, &file);
 	}
 	shape_text(ndim, shape, want, sizeof(want));
 	if (!t)
 		return cu_fail(CLUNET_ERR_WEIGHTS, "%s: missing tensor '%s' (expected shape %s)",
-			       m->weights->path, name, want);
+			       m->weights->label, name, want);
 	if (!cu_dtype_is_float(t->dtype))
 		return cu_fail(CLUNET_ERR_WEIGHTS,
 			       "%s: tensor '%s' has dtype %s, expected F32, F16, BF16 or F64",
-			       m->weights->path, t->name, cu_dtype_name(t->dtype));
+			       file->path, t->name, cu_dtype_name(t->dtype));
 	if (!same_shape(t, ndim, shape)) {
 		shape_text(t->ndim, t->shape, got, sizeof(got));
 		return cu_fail(CLUNET_ERR_WEIGHTS, "%s: tensor '%s' has shape %s, expected %s",
-			       m->weights->path, t->name, got, want);
+			       file->path, t->name, got, want);
 	}
 	cu_convert_to_f32(data, t->data, t->dtype, t->numel);
 	t->used = 1;
@@ -138,7 +139,7 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 	if (nlen >= 17 && strcmp(name + nlen - 17, "time_proj.weight") == 0) {
 		st_tensor *twin;
 		snprintf(alt, sizeof(alt), "%.*sW", (int)(nlen - 6), name);
-		twin = st_find(m->weights, alt);
+		twin = st_set_find(m->weights, alt, NULL);
 		if (twin && same_shape(twin, ndim, shape))
 			twin->used = 1;
 	}
@@ -148,24 +149,28 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 static clunet_status check_unused(model *m)
 {
 	size_t n = 0;
-	const char *first = NULL;
+	const st_tensor *first = NULL;
+	const st_file *where = NULL;
 	char shape[160];
-	for (size_t i = 0; i < m->weights->n; i++) {
-		if (!m->weights->tensors[i].used) {
+	for (size_t k = 0; k < m->weights->n; k++) {
+		const st_file *f = m->weights->files[k];
+		for (size_t i = 0; i < f->n; i++) {
+			if (f->tensors[i].used)
+				continue;
 			if (!first) {
-				first = m->weights->tensors[i].name;
-				shape_text(m->weights->tensors[i].ndim, m->weights->tensors[i].shape,
-					   shape, sizeof(shape));
+				first = &f->tensors[i];
+				where = f;
 			}
 			n++;
 		}
 	}
-	if (n)
-		return cu_fail(CLUNET_ERR_WEIGHTS,
-			       "%s: unexpected tensor '%s' %s is not part of this %s configuration "
-			       "(%zu unexpected tensor%s in all)", m->weights->path, first, shape,
-			       m->vt->class_name, n, n == 1 ? "" : "s");
-	return CLUNET_OK;
+	if (!n)
+		return CLUNET_OK;
+	shape_text(first->ndim, first->shape, shape, sizeof(shape));
+	return cu_fail(CLUNET_ERR_WEIGHTS,
+		       "%s: unexpected tensor '%s' %s is not part of this %s configuration "
+		       "(%zu unexpected tensor%s in all)", where->path, first->name, shape,
+		       m->vt->class_name, n, n == 1 ? "" : "s");
 }
 
 /* ------------------------------------------------------------ inputs */
@@ -471,10 +476,18 @@ static clunet_status open_weights(model *m, const clunet_model_options *opt)
 	if (!path)
 		return CLUNET_ERR_HOST_MEMORY;
 	if (file_exists(path)) {
-		st = st_open(path, &m->weights);
+		st = st_set_open_file(path, &m->weights);
 		free(path);
 		return st;
 	}
+	alt = cu_path_join(m->dir, WEIGHTS_FILE ".index.json");
+	if (alt && file_exists(alt)) { /* sharded (diffusers >= 0.29) */
+		free(path);
+		st = st_set_open_index(alt, &m->weights);
+		free(alt);
+		return st;
+	}
+	free(alt);
 	if (opt->allow_random_weights) {
 		free(path);
 		m->random_weights = 1;
@@ -604,7 +617,7 @@ clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 	if (st)
 		goto fail;
 	/* the weights now live on the device; the mapping is no longer needed */
-	st_close(m->weights);
+	st_set_close(m->weights);
 	m->weights = NULL;
 	*out = m;
 	return CLUNET_OK;
@@ -621,7 +634,7 @@ void clunet_model_free(clunet_model_t *m)
 	for (int i = 0; i < MODEL_MAX_PLANS; i++)
 		cu_plan_free(m->plans[i].plan);
 	nn_store_free(m->store);
-	st_close(m->weights);
+	st_set_close(m->weights);
 	inputs_clear(&m->cur);
 	free(m->profile);
 	free(m->example_storage);

@@ -54,7 +54,7 @@ struct clunet_model {
 	const model_vt *vt;
 	char *dir;
 	void *config;
-	st_file *weights;      /* NULL with random weights */
+	st_set *weights;       /* NULL with random weights, and once loaded */
 	int random_weights;
 	uint64_t seed;
 	nn_store *store;
