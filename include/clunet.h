@@ -157,12 +157,16 @@ typedef struct clunet_model_options {
 	 * weight with seeded random values (for benchmarks); 0 makes it an error. */
 	int allow_random_weights;
 	uint64_t random_seed;
+	/* Weight file variant, as diffusers' `variant`: "fp16" reads
+	 * diffusion_pytorch_model.fp16.safetensors. NULL: the plain file. */
+	const char *variant;
 } clunet_model_options;
 
 void clunet_model_options_init(clunet_model_options *options);
 
-/* Reads dir/config.json and dir/diffusion_pytorch_model.safetensors, checks
- * every config field and every tensor, and uploads the weights. */
+/* Reads dir/config.json and dir/diffusion_pytorch_model.safetensors (or the
+ * shards its .index.json lists), checks every config field and every tensor,
+ * and uploads the weights. */
 clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 				const clunet_model_options *options, clunet_model_t **out);
 void clunet_model_free(clunet_model_t *model);

@@ -337,6 +337,26 @@ static void test_weights(void)
 	free(d);
 
 	d = model_dir();
+	copy_base(d, 1, 0);
+	{
+		char a[4300], b[4300];
+		snprintf(a, sizeof(a), "%s/" BASE "/diffusion_pytorch_model.safetensors", fixtures);
+		snprintf(b, sizeof(b), "%s/diffusion_pytorch_model.fp16.safetensors", d);
+		copy_file(a, b);
+	}
+	expect_load("only the fp16 variant", d, CLUNET_ERR_IO, "--variant fp16");
+	{
+		clunet_model_t *m = NULL;
+		clunet_model_options mo;
+		clunet_model_options_init(&mo);
+		mo.variant = "fp16";
+		CHECK(clunet_model_load(ctx, d, &mo, &m) == CLUNET_OK, "the fp16 variant loads when "
+		      "asked for: %s", clunet_last_error());
+		clunet_model_free(m);
+	}
+	free(d);
+
+	d = model_dir();
 	expect_load("no config.json", d, CLUNET_ERR_IO, "config.json: cannot open");
 	free(d);
 }

@@ -16,7 +16,7 @@
 #include "clunet.h"
 
 typedef struct opts {
-	const char *model, *inputs, *output, *device, *cache_dir;
+	const char *model, *inputs, *output, *device, *cache_dir, *variant;
 	int no_cache, json, runs, warmup, batch, height, width, length, frames, verbose;
 } opts;
 
@@ -41,6 +41,7 @@ static void usage(FILE *f)
 		"  --device D      \"P:D\", a device index, or a name substring ($CLUNET_DEVICE)\n"
 		"  --cache-dir P   program cache folder ($CLUNET_CACHE_DIR)\n"
 		"  --no-cache      neither read nor write the program cache\n"
+		"  --variant V     weight file variant (\"fp16\": diffusion_pytorch_model.fp16.safetensors)\n"
 		"  -v              print cache and build messages\n");
 }
 
@@ -87,6 +88,7 @@ static int parse_args(int argc, char **argv, opts *o)
 		else if (!strcmp(a, "--output")) str = &o->output;
 		else if (!strcmp(a, "--device")) str = &o->device;
 		else if (!strcmp(a, "--cache-dir")) str = &o->cache_dir;
+		else if (!strcmp(a, "--variant")) str = &o->variant;
 		else if (!strcmp(a, "--runs")) num = &o->runs;
 		else if (!strcmp(a, "--warmup")) num = &o->warmup;
 		else if (!strcmp(a, "--batch")) num = &o->batch;
@@ -184,6 +186,7 @@ static int cmd_run(const opts *o)
 	clunet_output out;
 	clunet_tensor t;
 	clunet_device_info dev;
+	clunet_model_options mo;
 	double t0;
 	int rc = 1;
 	if (!o->model || !o->inputs || !o->output) {
@@ -196,7 +199,9 @@ static int cmd_run(const opts *o)
 	if (make_context(o, 0, &ctx))
 		goto out;
 	clunet_context_device(ctx, &dev);
-	if (clunet_model_load(ctx, o->model, NULL, &model) != CLUNET_OK) {
+	clunet_model_options_init(&mo);
+	mo.variant = o->variant;
+	if (clunet_model_load(ctx, o->model, &mo, &model) != CLUNET_OK) {
 		fail("cannot load the model");
 		goto out;
 	}
@@ -275,6 +280,7 @@ static int cmd_bench(const opts *o)
 	clunet_model_options_init(&mo);
 	mo.allow_random_weights = 1;
 	mo.random_seed = 1234;
+	mo.variant = o->variant;
 	t0 = now();
 	if (clunet_model_load(ctx, o->model, &mo, &model) != CLUNET_OK) {
 		fail("cannot load the model");

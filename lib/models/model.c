@@ -9,7 +9,6 @@
 
 #include "model.h"
 
-#define WEIGHTS_FILE "diffusion_pytorch_model.safetensors"
 
 static const model_vt *const model_classes[] = { &unet2d_vt };
 
@@ -471,8 +470,15 @@ static int file_exists(const char *path)
 
 static clunet_status open_weights(model *m, const clunet_model_options *opt)
 {
-	char *path = cu_path_join(m->dir, WEIGHTS_FILE), *alt;
+	char name[256], *path, *alt;
+	const char *variant = opt->variant && *opt->variant ? opt->variant : NULL;
 	clunet_status st;
+	if (variant && (strchr(variant, '/') || strlen(variant) > 64))
+		return cu_fail(CLUNET_ERR_ARGUMENT, "weight variant '%s' is not a plain name", variant);
+	/* diffusers' names: diffusion_pytorch_model[.variant].safetensors[.index.json] */
+	snprintf(name, sizeof(name), "diffusion_pytorch_model%s%s.safetensors", variant ? "." : "",
+		 variant ? variant : "");
+	path = cu_path_join(m->dir, name);
 	if (!path)
 		return CLUNET_ERR_HOST_MEMORY;
 	if (file_exists(path)) {
@@ -480,7 +486,7 @@ static clunet_status open_weights(model *m, const clunet_model_options *opt)
 		free(path);
 		return st;
 	}
-	alt = cu_path_join(m->dir, WEIGHTS_FILE ".index.json");
+	alt = cu_asprintf("%s.index.json", path);
 	if (alt && file_exists(alt)) { /* sharded (diffusers >= 0.29) */
 		free(path);
 		st = st_set_open_index(alt, &m->weights);
@@ -494,13 +500,17 @@ static clunet_status open_weights(model *m, const clunet_model_options *opt)
 		m->seed = opt->random_seed;
 		return CLUNET_OK;
 	}
+	st = cu_fail(CLUNET_ERR_IO, "%s: missing weight file", path);
 	alt = cu_path_join(m->dir, "diffusion_pytorch_model.bin");
 	if (alt && file_exists(alt))
 		st = cu_fail(CLUNET_ERR_IO,
 			     "%s: missing; the folder holds only PyTorch pickle weights (%s), which "
 			     "clunet does not read: convert them to safetensors", path, alt);
-	else
-		st = cu_fail(CLUNET_ERR_IO, "%s: missing weight file", path);
+	free(alt);
+	alt = cu_path_join(m->dir, "diffusion_pytorch_model.fp16.safetensors");
+	if (!variant && alt && file_exists(alt))
+		st = cu_fail(CLUNET_ERR_IO, "%s: missing weight file (the folder has the fp16 variant: "
+			     "ask for it with the variant option, `--variant fp16`)", path);
 	free(alt);
 	free(path);
 	return st;
