@@ -85,6 +85,7 @@ done
 # cache commands
 [ "$("$clunet" cache path)" = "$tmp/cache" ] && ok "cache path" || fail "cache path"
 "$clunet" cache list | grep -q ".bin" && ok "cache list shows entries" || fail "cache list"
+"$clunet" cache --cache-dir "$tmp/cache" list | grep -q ".bin" && ok "cache OPTIONS list" || fail "cache OPTIONS list"
 "$clunet" cache clear | grep -q "removed" && ! "$clunet" cache list | grep -q ".bin" \
 	&& ok "cache clear" || fail "cache clear"
 

@@ -3,6 +3,7 @@
  * spirit of llama.cpp's test-gguf.cpp), weights that do not fit the config,
  * and forward inputs of the wrong kind. Run under the sanitizers too. */
 #include <sys/stat.h>
+#include <time.h>
 
 #include "testutil.h"
 
@@ -396,6 +397,9 @@ static void test_config(void)
 		{ "not a UNet at all", "_class_name", "\"AutoencoderKL\"", CLUNET_ERR_CONFIG,
 		  "\"AutoencoderKL\" is not a diffusers UNet model" },
 		{ "unknown keys are ignored", "some_future_option", "{\"nested\": [1, 2]}", CLUNET_OK, "" },
+		{ "downsample padding that breaks the skips", "downsample_padding", "2", CLUNET_ERR_CONFIG,
+		  "key 'downsample_padding': is 2" },
+		{ "a sample_size list", "sample_size", "[32, 48]", CLUNET_OK, "" },
 	};
 	char *d;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -403,6 +407,26 @@ static void test_config(void)
 		copy_base(d, 1, 1);
 		config_set(d, cases[i].key, cases[i].value);
 		expect_load(cases[i].what, d, cases[i].want, cases[i].needle);
+		free(d);
+	}
+	{ /* shapes that do not fit together: diffusers' forward() fails too */
+		clunet_model_options mo;
+		clunet_model_t *m = NULL;
+		clunet_status st;
+		d = model_dir();
+		write_text(d, "config.json", "{\"_class_name\": \"UNet2DModel\", \"norm_num_groups\": 4, "
+			   "\"block_out_channels\": [8, 8, 8], \"down_block_types\": [\"DownBlock2D\", "
+			   "\"SkipDownBlock2D\", \"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\", "
+			   "\"UpBlock2D\", \"UpBlock2D\"]}");
+		clunet_model_options_init(&mo);
+		mo.allow_random_weights = 1;
+		st = clunet_model_load(ctx, d, &mo, &m);
+		printf("  %-42s %s: %s\n", "a Skip block among plain blocks", clunet_status_name(st),
+		       clunet_last_error());
+		CHECK(st == CLUNET_ERR_CONFIG && strstr(clunet_last_error(), "config.json: this "
+							"configuration cannot run"),
+		      "a Skip block among plain blocks is a config error");
+		clunet_model_free(m);
 		free(d);
 	}
 	d = model_dir();
@@ -414,6 +438,15 @@ static void test_config(void)
 	copy_base(d, 0, 1);
 	write_text(d, "config.json", "[1, 2, 3]");
 	expect_load("JSON that is not an object", d, CLUNET_ERR_FORMAT, "expected a JSON object");
+	free(d);
+	d = model_dir();
+	copy_base(d, 0, 1);
+	{
+		char p[4300];
+		snprintf(p, sizeof(p), "%s/config.json", d);
+		mkdir(p, 0755);
+	}
+	expect_load("config.json that is a folder", d, CLUNET_ERR_IO, "config.json: not a regular file");
 	free(d);
 }
 
@@ -474,8 +507,60 @@ static void test_inputs(void)
 	in[0].ndim = 9;
 	expect_forward(m, "nine dimensions", in, 2, CLUNET_ERR_INPUT, "9 dimensions");
 	in[0].ndim = 4;
+	in[0].shape[2] = in[0].shape[3] = (int64_t)1 << 31;
+	expect_forward(m, "2^31 x 2^31 sample", in, 2, CLUNET_ERR_INPUT, "more than 2^31 elements");
+	in[0].shape[2] = in[0].shape[3] = 32;
 	expect_forward(m, "a good forward after the errors", in, 2, CLUNET_OK, "");
 	clunet_model_free(m);
+}
+
+static void rename_fourier(clunet_tensor *t, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(t[i].name, "time_proj.weight")) {
+			free((void *)t[i].name);
+			t[i].name = strdup("time_proj.W");
+		}
+}
+
+static void twin_fourier(clunet_tensor *t, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(t[i].name, "time_proj.weight")) {
+			size_t bytes = (size_t)t[i].shape[0] * 4;
+			void *copy = malloc(bytes);
+			memcpy(copy, t[i].data, bytes);
+			t[*n] = t[i];
+			t[*n].name = strdup("time_proj.W");
+			t[*n].data = copy;
+			(*n)++;
+			return;
+		}
+}
+
+/* The two names of a Gaussian Fourier weight: either one, or both. */
+static void test_fourier_names(void)
+{
+	static const char *const what[2] = { "Fourier weight stored as time_proj.W",
+					     "Fourier weight under both names" };
+	for (int k = 0; k < 2; k++) {
+		char *d = model_dir(), a[4300], b[4300];
+		clunet_tensor *t = NULL;
+		size_t n = 0;
+		snprintf(a, sizeof(a), "%s/ncsnpp_small/config.json", fixtures);
+		snprintf(b, sizeof(b), "%s/config.json", d);
+		copy_file(a, b);
+		snprintf(a, sizeof(a), "%s/ncsnpp_small/diffusion_pytorch_model.safetensors", fixtures);
+		if (clunet_tensors_read(a, &t, &n) == CLUNET_OK) {
+			t = realloc(t, (n + 1) * sizeof(*t));
+			(k ? twin_fourier : rename_fourier)(t, &n);
+			snprintf(b, sizeof(b), "%s/diffusion_pytorch_model.safetensors", d);
+			clunet_tensors_write(b, t, n);
+			clunet_tensors_free(t, n);
+		}
+		expect_load(what[k], d, CLUNET_OK, "");
+		free(d);
+	}
 }
 
 /* Writes the base fixture's weights as two shards and their index, with
@@ -571,6 +656,91 @@ static void test_sharded(void)
 	free(d);
 }
 
+/* The output stays valid until the next forward, whatever else is planned. */
+static void test_output_lifetime(void)
+{
+	char p[4300];
+	clunet_model_t *m = NULL;
+	clunet_tensor *in = NULL;
+	size_t n_in = 0;
+	clunet_output out;
+	float first[3 * 32 * 32];
+	snprintf(p, sizeof(p), "%s/" BASE, fixtures);
+	if (clunet_model_load(ctx, p, NULL, &m) != CLUNET_OK)
+		return;
+	snprintf(p, sizeof(p), "%s/" BASE "/inputs.safetensors", fixtures);
+	clunet_tensors_read(p, &in, &n_in);
+	if (in && clunet_model_forward(m, in, n_in, &out) == CLUNET_OK) {
+		static float small[3 * 48 * 48];
+		int64_t t = 3;
+		clunet_plan_info info;
+		memcpy(first, out.data, sizeof(first));
+		for (int s = 8; s <= 48; s += 8) { /* more shapes than plans are kept */
+			clunet_tensor x[2] = { { "sample", CLUNET_F32, 4, { 1, 3, s, s }, small },
+					       { "timestep", CLUNET_I64, 0, { 0 }, &t } };
+			clunet_model_plan(m, x, 2, &info);
+		}
+		CHECK(!memcmp(first, out.data, sizeof(first)),
+		      "the output of a forward survives planning other shapes");
+		printf("  %-42s ok\n", "output kept while plans are evicted");
+	}
+	clunet_tensors_free(in, n_in);
+	clunet_model_free(m);
+}
+
+/* clunet_tensors_write refuses what it cannot write faithfully. */
+static void test_write_checks(void)
+{
+	char p[4300];
+	float v[4] = { 1, 2, 3, 4 };
+	clunet_tensor bad[2] = { { "a", CLUNET_F32, 1, { -1 }, v }, { "a", CLUNET_F32, 1, { 4 }, v } };
+	snprintf(p, sizeof(p), "%s/written.safetensors", tmp);
+	CHECK(clunet_tensors_write(p, bad, 1) == CLUNET_ERR_ARGUMENT, "negative dimension refused");
+	bad[0].shape[0] = 4;
+	CHECK(clunet_tensors_write(p, bad, 2) == CLUNET_ERR_ARGUMENT &&
+	      strstr(clunet_last_error(), "twice"), "duplicate names refused");
+	bad[0].data = NULL;
+	CHECK(clunet_tensors_write(p, bad, 1) == CLUNET_ERR_ARGUMENT, "missing data refused");
+	bad[0].data = v;
+	bad[0].shape[0] = (int64_t)1 << 62;
+	CHECK(clunet_tensors_write(p, bad, 1) == CLUNET_ERR_ARGUMENT, "overflowing size refused");
+	printf("  %-42s ok\n", "tensor writer checks");
+}
+
+/* A deep configuration loads without allocating its smallest input. */
+static void test_deep_config(void)
+{
+	char *d = model_dir(), cfg[2048];
+	size_t k = 0;
+	clunet_model_t *m = NULL;
+	clunet_model_options mo;
+	double t0;
+	clunet_status st;
+	k += (size_t)snprintf(cfg + k, sizeof(cfg) - k, "{\"_class_name\": \"UNet2DModel\", "
+			      "\"norm_num_groups\": 4, \"layers_per_block\": 1, \"add_attention\": false, "
+			      "\"block_out_channels\": [8");
+	for (int i = 1; i < 16; i++)
+		k += (size_t)snprintf(cfg + k, sizeof(cfg) - k, ", 8");
+	k += (size_t)snprintf(cfg + k, sizeof(cfg) - k, "], \"down_block_types\": [\"DownBlock2D\"");
+	for (int i = 1; i < 16; i++)
+		k += (size_t)snprintf(cfg + k, sizeof(cfg) - k, ", \"DownBlock2D\"");
+	k += (size_t)snprintf(cfg + k, sizeof(cfg) - k, "], \"up_block_types\": [\"UpBlock2D\"");
+	for (int i = 1; i < 16; i++)
+		k += (size_t)snprintf(cfg + k, sizeof(cfg) - k, ", \"UpBlock2D\"");
+	snprintf(cfg + k, sizeof(cfg) - k, "]}");
+	write_text(d, "config.json", cfg);
+	clunet_model_options_init(&mo);
+	mo.allow_random_weights = 1;
+	t0 = (double)clock() / CLOCKS_PER_SEC;
+	st = clunet_model_load(ctx, d, &mo, &m);
+	t0 = (double)clock() / CLOCKS_PER_SEC - t0;
+	printf("  %-42s %s in %.2f s of CPU\n", "16 levels (smallest input 32768^2)",
+	       clunet_status_name(st), t0);
+	CHECK(st == CLUNET_OK && t0 < 5, "a 16-level model loads quickly: %s", clunet_last_error());
+	clunet_model_free(m);
+	free(d);
+}
+
 /* More device memory than the device has: a status, not a crash. */
 static void test_device_memory(void)
 {
@@ -654,6 +824,11 @@ int main(int argc, char **argv)
 	test_inputs();
 	printf("device memory:\n");
 	test_device_memory();
+	printf("more:\n");
+	test_fourier_names();
+	test_output_lifetime();
+	test_write_checks();
+	test_deep_config();
 	clunet_context_destroy(ctx);
 	tu_rmtree(tmp);
 	free(tmp);

@@ -70,6 +70,12 @@ static int parse_int(const char *s, int *out)
 	return 1;
 }
 
+static int option_takes_value(const char *a)
+{
+	return strcmp(a, "--no-cache") && strcmp(a, "--json") && strcmp(a, "-v") &&
+	       strcmp(a, "--verbose");
+}
+
 static int parse_args(int argc, char **argv, opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -414,10 +420,9 @@ static void print_entry(void *user, const char *dev, const char *file, uint64_t 
 	printf("%10llu  %s  %s/%s\n", (unsigned long long)bytes, when, dev, file);
 }
 
-static int cmd_cache(int argc, char **argv, const opts *o)
+static int cmd_cache(const char *sub, const opts *o)
 {
 	char dir[4096];
-	const char *sub = argc > 2 ? argv[2] : "path";
 	if (o->cache_dir)
 		snprintf(dir, sizeof(dir), "%s", o->cache_dir);
 	else if (clunet_cache_default_dir(dir, sizeof(dir)) != CLUNET_OK)
@@ -452,10 +457,21 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(cmd, "cache")) {
-		int skip = argc > 2 && argv[2][0] != '-' ? 1 : 0;
-		if (!parse_args(argc - skip, argv + skip, &o))
+		/* the subcommand is the first word that is neither an option nor an
+		 * option's value, before or after the options */
+		const char *sub = NULL;
+		char *rest[64];
+		int nrest = 0;
+		for (int i = 0; i < argc && nrest < 64; i++) {
+			int value = i > 2 && argv[i - 1][0] == '-' && option_takes_value(argv[i - 1]);
+			if (i >= 2 && !sub && argv[i][0] != '-' && !value)
+				sub = argv[i];
+			else
+				rest[nrest++] = argv[i];
+		}
+		if (!parse_args(nrest, rest, &o))
 			return 2;
-		return cmd_cache(argc, argv, &o);
+		return cmd_cache(sub ? sub : "path", &o);
 	}
 	if (!parse_args(argc, argv, &o))
 		return 2;

@@ -23,6 +23,16 @@ void cu_clear_error(void)
 	err_msg[0] = 0;
 }
 
+void cu_error_save(char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s", err_msg);
+}
+
+void cu_error_restore(const char *buf)
+{
+	snprintf(err_msg, sizeof(err_msg), "%s", buf);
+}
+
 clunet_status cu_fail(clunet_status status, const char *fmt, ...)
 {
 	va_list ap;
@@ -276,10 +286,15 @@ float cu_rng_normal(cu_rng *r)
 clunet_status cu_read_file(const char *path, char **data, size_t *size)
 {
 	FILE *f = fopen(path, "rb");
+	struct stat sb;
 	long n;
 	char *buf;
 	if (!f)
 		return cu_fail(CLUNET_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		fclose(f);
+		return cu_fail(CLUNET_ERR_IO, "%s: not a regular file", path);
+	}
 	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
 		fclose(f);
 		return cu_fail(CLUNET_ERR_IO, "%s: cannot read: %s", path, strerror(errno));

@@ -26,6 +26,10 @@ clunet_status cu_fail(clunet_status status, const char *fmt, ...) CU_PRINTF(2, 3
  * passes the status on. */
 clunet_status cu_fail_prefix(clunet_status status, const char *fmt, ...) CU_PRINTF(2, 3);
 void cu_clear_error(void);
+/* Keep the current message across work whose own failures are only
+ * warnings (the program cache): save, do it, restore. */
+void cu_error_save(char *buf, size_t cap);
+void cu_error_restore(const char *buf);
 
 /* A logger owned by a context; NULL fn drops messages. */
 typedef struct cu_log {

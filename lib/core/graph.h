@@ -9,7 +9,7 @@
  *     int y = op_group_norm(g, x, gamma, beta, 32, 1e-5f, CU_ACT_SILU, -1);
  *     cu_graph_set_output(g, y);
  *     cu_plan *p;  cu_plan_create(g, &p);                   // arena + kernels
- *     cu_plan_run(p, host_inputs, host_output);
+ *     cu_plan_run(p, host_inputs, host_output);           // enqueue only, one read
  *
  * Builder calls never fail loudly: the first error is kept in the graph
  * (g->status, message in clunet_last_error()) and later calls do nothing and
@@ -128,7 +128,6 @@ typedef struct cu_plan {
 	cl_mem dummy;     /* bound to absent optional inputs */
 	double flops;
 	cl_event *events; /* per op, when profiling */
-	float *host_out;  /* output copy */
 } cu_plan;
 
 clunet_status cu_plan_create(cu_graph *g, cu_plan **out);
@@ -137,8 +136,10 @@ void cu_plan_free(cu_plan *p);
 
 /* Host data for every input slot (converted to the slot's dtype, f32 or
  * i32); copies inputs in, enqueues every op, reads the output back into
- * p->host_out (blocking: the only host sync of a forward). */
-clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs);
+ * host_out, cu_plan_output_bytes() long (blocking: the only host sync of a
+ * forward). */
+clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs, float *host_out);
+size_t cu_plan_output_bytes(const cu_plan *p);
 
 /* Sets kernel arguments from tensors and scalars. fmt characters:
  * 't' a tensor id (buffer + element offset; -1 binds the dummy buffer),

@@ -204,9 +204,8 @@ clunet_status cu_plan_create(cu_graph *g, cu_plan **out)
 			goto fail;
 		p->flops += op->flops;
 	}
-	p->host_out = cu_malloc(tensor_bytes(&g->t[g->output]));
 	p->events = cu_calloc((size_t)g->nops, sizeof(cl_event));
-	if (!p->host_out || !p->events) {
+	if (!p->events) {
 		st = CLUNET_ERR_HOST_MEMORY;
 		goto fail;
 	}
@@ -242,7 +241,6 @@ void cu_plan_free(cu_plan *p)
 		clReleaseMemObject(p->dummy);
 	cu_graph_free(p->g);
 	free(p->events);
-	free(p->host_out);
 	free(p);
 }
 
@@ -255,7 +253,12 @@ clunet_status cu_op_launch(cu_plan *p, cu_op *op, cl_event *ev)
 	return CLUNET_OK;
 }
 
-clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs)
+size_t cu_plan_output_bytes(const cu_plan *p)
+{
+	return tensor_bytes(&p->g->t[p->g->output]);
+}
+
+clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs, float *host_out)
 {
 	cu_graph *g = p->g;
 	cl_command_queue q = p->rt->queue;
@@ -285,8 +288,8 @@ clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs)
 			goto out;
 	}
 	o = &g->t[g->output];
-	err = clEnqueueReadBuffer(q, o->mem, CL_TRUE, o->off * 4, tensor_bytes(o), p->host_out, 0,
-				  NULL, NULL);
+	err = clEnqueueReadBuffer(q, o->mem, CL_TRUE, o->off * 4, tensor_bytes(o), host_out, 0, NULL,
+				  NULL);
 	if (err != CL_SUCCESS)
 		st = rt_cl_fail(err, "clEnqueueReadBuffer", "forward output");
 	else

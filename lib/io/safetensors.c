@@ -428,12 +428,29 @@ void clunet_tensors_free(clunet_tensor *tensors, size_t n)
 
 clunet_status clunet_tensors_write(const char *path, const clunet_tensor *tensors, size_t n)
 {
+	size_t total = 0;
 	if (!path || (!tensors && n))
 		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_write: NULL argument");
 	for (size_t i = 0; i < n; i++) {
-		if (!tensors[i].name || tensors[i].ndim < 0 || tensors[i].ndim > CLUNET_MAX_DIMS)
-			return cu_fail(CLUNET_ERR_ARGUMENT,
-				       "clunet_tensors_write: tensor %zu has no name or a bad ndim", i);
+		const clunet_tensor *t = &tensors[i];
+		size_t bytes = cu_dtype_size(t->dtype);
+		if (!t->name || t->ndim < 0 || t->ndim > CLUNET_MAX_DIMS || !bytes)
+			return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_write: tensor %zu has no "
+				       "name, a bad ndim or an unknown dtype", i);
+		for (int d = 0; d < t->ndim; d++)
+			if (t->shape[d] < 0 || !cu_mul_size(bytes, (size_t)t->shape[d], &bytes))
+				return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_write: tensor '%s' "
+					       "has a negative or overflowing shape", t->name);
+		if (bytes && !t->data)
+			return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_write: tensor '%s' has no "
+				       "data", t->name);
+		if (total + bytes < total)
+			return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_write: too much data");
+		total += bytes;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(tensors[k].name, t->name))
+				return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tensors_write: tensor '%s' "
+					       "appears twice", t->name);
 	}
 	return st_write(path, tensors, n);
 }

@@ -1,6 +1,7 @@
 /* Loading, the weight source, plans per input shape, and forward. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,16 @@ static int deprecated_name(const char *name, char *out, size_t cap)
 	return 0;
 }
 
+/* GaussianFourierProjection holds one tensor under two names, `weight` and
+ * `W`; checkpoints store either (safetensors keeps one of a shared pair). */
+static int is_fourier_weight(const char *name, size_t nlen)
+{
+	static const char suffix[] = "time_proj.weight";
+	size_t sl = sizeof(suffix) - 1;
+	return nlen >= sl && strcmp(name + nlen - sl, suffix) == 0 &&
+	       (nlen == sl || name[nlen - sl - 1] == '.');
+}
+
 static int same_shape(const st_tensor *t, int ndim, const int64_t *shape)
 {
 	if (t->ndim != ndim)
@@ -114,8 +125,7 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 	t = st_set_find(m->weights, name, &file);
 	if (!t && m->vt->deprecated_attention && deprecated_name(name, alt, sizeof(alt)))
 		t = st_set_find(m->weights, alt, &file);
-	/* GaussianFourierProjection holds one tensor as `weight` and `W` */
-	if (!t && nlen >= 17 && strcmp(name + nlen - 17, "time_proj.weight") == 0) {
+	if (!t && is_fourier_weight(name, nlen)) {
 		snprintf(alt, sizeof(alt), "%.*sW", (int)(nlen - 6), name);
 		t = st_set_find(m->weights, alt, &file);
 	}
@@ -135,7 +145,7 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 	cu_convert_to_f32(data, t->data, t->dtype, t->numel);
 	t->used = 1;
 	/* the twin of a Fourier weight is the same tensor: not an extra */
-	if (nlen >= 17 && strcmp(name + nlen - 17, "time_proj.weight") == 0) {
+	if (is_fourier_weight(name, nlen)) {
 		st_tensor *twin;
 		snprintf(alt, sizeof(alt), "%.*sW", (int)(nlen - 6), name);
 		twin = st_set_find(m->weights, alt, NULL);
@@ -221,6 +231,21 @@ clunet_status model_slot_values(model_inputs *mi, cu_dtype dt, int ndim, const i
 	return CLUNET_OK;
 }
 
+clunet_status model_slot_shape(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne)
+{
+	model_slot *s;
+	if (mi->n >= MODEL_MAX_SLOTS)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "internal: too many input slots");
+	s = &mi->slot[mi->n];
+	s->data = NULL;
+	s->dtype = dt;
+	s->ndim = ndim;
+	memcpy(s->ne, ne, (size_t)ndim * sizeof(int64_t));
+	sig_add(mi, s);
+	mi->n++;
+	return CLUNET_OK;
+}
+
 clunet_status model_slot_f32(model_inputs *mi, const clunet_tensor *t)
 {
 	model_slot *s;
@@ -263,10 +288,17 @@ static clunet_status check_tensors(const clunet_tensor *in, size_t n)
 		if (cu_dtype_size(t->dtype) == 0)
 			return cu_fail(CLUNET_ERR_INPUT, "input '%s': unknown dtype %d", t->name,
 				       (int)t->dtype);
-		for (int d = 0; d < t->ndim; d++)
+		int64_t numel = 1;
+		for (int d = 0; d < t->ndim; d++) {
 			if (t->shape[d] < 0 || t->shape[d] > (1ll << 31))
 				return cu_fail(CLUNET_ERR_INPUT, "input '%s': bad dimension %lld",
 					       t->name, (long long)t->shape[d]);
+			numel *= t->shape[d] ? t->shape[d] : 1;
+			/* the kernels count elements in 32 bits */
+			if (numel > INT32_MAX)
+				return cu_fail(CLUNET_ERR_INPUT, "input '%s': more than 2^31 elements",
+					       t->name);
+		}
 		if (!t->data)
 			return cu_fail(CLUNET_ERR_INPUT, "input '%s': no data", t->name);
 	}
@@ -355,14 +387,22 @@ clunet_status clunet_model_forward(clunet_model_t *m, const clunet_tensor *in, s
 		return st;
 	for (int i = 0; i < m->cur.n; i++)
 		host[i] = m->cur.slot[i].data;
-	st = cu_plan_run(plan, host);
+	/* the model owns the output, so that evicting a plan cannot free it */
+	if (cu_plan_output_bytes(plan) > m->out_cap) {
+		float *grown = cu_realloc(m->out, cu_plan_output_bytes(plan));
+		if (!grown)
+			return CLUNET_ERR_HOST_MEMORY;
+		m->out = grown;
+		m->out_cap = cu_plan_output_bytes(plan);
+	}
+	st = cu_plan_run(plan, host, m->out);
 	if (st)
 		return st;
 	o = &plan->g->t[plan->g->output];
 	memset(out, 0, sizeof(*out));
 	out->ndim = o->ndim;
 	memcpy(out->shape, o->ne, (size_t)o->ndim * sizeof(int64_t));
-	out->data = plan->host_out;
+	out->data = m->out;
 	if (m->rt->profiling) {
 		free(m->profile);
 		m->profile = NULL;
@@ -516,29 +556,19 @@ static clunet_status open_weights(model *m, const clunet_model_options *opt)
 	return st;
 }
 
-/* Builds the graph once for small example inputs: every weight the
- * configuration implies is fetched (checked and uploaded) now, and the file
- * must hold nothing else. */
+/* Builds the graph once at the smallest valid input shapes (shapes only:
+ * no input data, no activations): every weight the configuration implies is
+ * fetched (checked and uploaded) now, and the file must hold nothing else.
+ * Any failure here comes from the configuration, so it is reported as one. */
 static clunet_status load_check(model *m)
 {
-	clunet_tensor ex[MODEL_MAX_SLOTS];
-	size_t n = 0;
-	void *storage = NULL;
 	model_inputs mi;
-	clunet_example_shape s;
 	cu_graph *g;
 	nn_ctx c;
 	clunet_status st;
 
-	memset(&s, 0, sizeof(s));
-	s.batch = 1;
-	s.height = s.width = s.length = -1; /* smallest valid sizes */
 	memset(&mi, 0, sizeof(mi));
-	st = m->vt->example_inputs(m, &s, ex, &n, &storage);
-	if (st)
-		return st;
-	st = m->vt->prepare_inputs(m, ex, n, &mi);
-	free(storage);
+	st = m->vt->load_inputs(m, &mi);
 	if (st) {
 		inputs_clear(&mi);
 		return st;
@@ -553,6 +583,9 @@ static clunet_status load_check(model *m)
 	st = g->status;
 	cu_graph_free(g);
 	inputs_clear(&mi);
+	if (st == CLUNET_ERR_ARGUMENT) /* shapes that do not fit together */
+		return cu_fail_prefix(CLUNET_ERR_CONFIG, "%s/config.json: this configuration cannot "
+				      "run", m->dir);
 	if (st == CLUNET_ERR_CONFIG) /* found while building: name the file */
 		return cu_fail_prefix(st, "%s/config.json", m->dir);
 	if (st)
@@ -591,6 +624,10 @@ clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 	}
 	m->rt = ctx;
 	m->dir = cu_strdup(dir);
+	if (!m->dir) {
+		st = CLUNET_ERR_HOST_MEMORY;
+		goto fail;
+	}
 	st = cfg_str(&c, "_class_name", NULL, &cls);
 	if (st)
 		goto fail;
@@ -648,6 +685,7 @@ void clunet_model_free(clunet_model_t *m)
 	inputs_clear(&m->cur);
 	free(m->profile);
 	free(m->example_storage);
+	free(m->out);
 	free(m->config);
 	free(m->dir);
 	free(m);

@@ -36,7 +36,10 @@ typedef struct model_vt {
 					model_inputs *out);
 	/* Appends the forward graph for these inputs; returns the output tensor. */
 	int (*build)(struct clunet_model *m, nn_ctx *c, const model_inputs *in);
-	/* Example (random) inputs for benchmarks and the load-time check. */
+	/* The smallest valid input shapes (slots without data), for the build
+	 * that checks every weight while loading. */
+	clunet_status (*load_inputs)(struct clunet_model *m, model_inputs *out);
+	/* Example (random) inputs for benchmarks. */
 	clunet_status (*example_inputs)(struct clunet_model *m, const clunet_example_shape *shape,
 					clunet_tensor *out, size_t *n, void **storage);
 	/* Weight names may use the deprecated attention names (query/key/value/proj_attn). */
@@ -61,6 +64,8 @@ struct clunet_model {
 	model_plan plans[MODEL_MAX_PLANS];
 	uint64_t use_counter;
 	model_inputs cur;      /* inputs of the current forward */
+	float *out;            /* output of the last forward */
+	size_t out_cap;
 	clunet_op_profile *profile;
 	size_t n_profile;
 	clunet_tensor example[MODEL_MAX_SLOTS];
@@ -74,6 +79,8 @@ const clunet_tensor *model_find_input(const clunet_tensor *in, size_t n, const c
 /* Adds a float32 slot converted from t, which must be a float tensor of
  * ndim dims (shape checked by the caller). */
 clunet_status model_slot_f32(model_inputs *mi, const clunet_tensor *t);
+/* A slot with a shape and no data (for building without running). */
+clunet_status model_slot_shape(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne);
 /* A float32 slot of n values from a caller-made array (copied). */
 clunet_status model_slot_values(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne,
 				const void *values);

@@ -160,6 +160,11 @@ static clunet_status parse_config(model *m, const cfg *c)
 	TRY(cfg_int(c, "downsample_padding", 1, &v));
 	if (v < 0 || v > 64)
 		return cfg_error(c, "downsample_padding", "must be a non-negative integer");
+	/* other paddings change the down path's sizes: the skip connections no
+	 * longer fit and diffusers' forward() fails */
+	if (v > 1 && u->levels > 1)
+		return cfg_error(c, "downsample_padding", "is %ld; only 0 and 1 keep the sizes of the "
+				 "skip connections (diffusers' forward() fails otherwise)", v);
 	u->ds_pad = (int)v;
 	TRY(cfg_enum(c, "downsample_type", resample_names, 0, &u->ds_resnet));
 	TRY(cfg_enum(c, "upsample_type", resample_names, 0, &u->us_resnet));
@@ -370,6 +375,13 @@ static clunet_status prepare_inputs(model *m, const clunet_tensor *in, size_t n,
 		if (!buf)
 			return CLUNET_ERR_HOST_MEMORY;
 		cu_convert_to_f32(buf, cls->data, cls->dtype, (size_t)(rows * dim));
+		for (int64_t i = 0; i < rows * dim; i++) {
+			if (!isfinite(buf[i])) {
+				free(buf);
+				return cu_fail(CLUNET_ERR_INPUT, "input 'class_labels': element %lld is "
+					       "not finite", (long long)i);
+			}
+		}
 		for (int i = rows; i < batch; i++)
 			memcpy(buf + i * dim, buf, (size_t)dim * 4);
 		st = model_slot_values(mi, CU_F32, 2, ne, buf);
@@ -661,6 +673,33 @@ static int build(model *m, nn_ctx *c, const model_inputs *mi)
 
 /* ------------------------------------------------------------ examples */
 
+/* The dtype of the timestep slot, and of the class-label slot. */
+static cu_dtype time_dtype(const unet2d_config *u)
+{
+	return u->temb == TE_LEARNED ? CU_I32 : CU_F32;
+}
+
+static cu_dtype class_dtype(const unet2d_config *u)
+{
+	return u->cls == CE_EMBEDDING || (u->cls == CE_TIMESTEP && u->temb == TE_LEARNED) ? CU_I32
+											   : CU_F32;
+}
+
+static clunet_status load_inputs(model *m, model_inputs *mi)
+{
+	const unet2d_config *u = m->config;
+	int64_t mult = 1LL << (u->levels - 1), one = 1;
+	int64_t sample[4] = { 1, u->in_ch, mult, mult }, ident[2] = { 1, 4LL * u->boc[0] };
+	clunet_status st = model_slot_shape(mi, CU_F32, 4, sample);
+	if (!st)
+		st = model_slot_shape(mi, time_dtype(u), 1, &one);
+	if (!st && u->cls == CE_IDENTITY)
+		st = model_slot_shape(mi, CU_F32, 2, ident);
+	else if (!st && u->cls != CE_NONE)
+		st = model_slot_shape(mi, class_dtype(u), 1, &one);
+	return st;
+}
+
 static clunet_status example_inputs(model *m, const clunet_example_shape *s, clunet_tensor *out,
 				    size_t *n, void **storage)
 {
@@ -672,7 +711,7 @@ static clunet_status example_inputs(model *m, const clunet_example_shape *s, clu
 	size_t ns, nc, off;
 	float *buf;
 	cu_rng r;
-	if (s->height < 0 || s->width < 0) /* the load-time check: the smallest valid size */
+	if (s->height < 0 || s->width < 0) /* the smallest valid size */
 		h = w = mult;
 	ns = (size_t)batch * u->in_ch * h * w;
 	nc = (size_t)batch * 4 * u->boc[0];
@@ -693,12 +732,12 @@ static clunet_status example_inputs(model *m, const clunet_example_shape *s, clu
 			buf[off + i] = u->temb == TE_FOURIER ? 0.5f + (float)i : 10.0f + 97.0f * (float)i;
 		}
 	}
-	out[1] = (clunet_tensor){ "timestep", u->temb == TE_LEARNED ? CLUNET_I32 : CLUNET_F32, 1,
+	out[1] = (clunet_tensor){ "timestep", time_dtype(u) == CU_I32 ? CLUNET_I32 : CLUNET_F32, 1,
 				  { batch }, buf + off };
 	off += (size_t)batch;
 	*n = 2;
 	if (u->cls != CE_NONE) {
-		int as_int = u->cls == CE_EMBEDDING || (u->cls == CE_TIMESTEP && u->temb == TE_LEARNED);
+		int as_int = class_dtype(u) == CU_I32;
 		for (int i = 0; i < batch; i++) {
 			if (as_int) {
 				int lim = u->cls == CE_EMBEDDING ? u->num_class_embeds : u->num_train_timesteps;
@@ -727,6 +766,7 @@ const model_vt unet2d_vt = {
 	.class_name = "UNet2DModel",
 	.parse_config = parse_config,
 	.prepare_inputs = prepare_inputs,
+	.load_inputs = load_inputs,
 	.build = build,
 	.example_inputs = example_inputs,
 	.deprecated_attention = 1,

@@ -8,21 +8,35 @@ static clunet_status gn_prepare(cu_plan *p, cu_op *op)
 	const cu_tensor *x = cu_t(p->g, op->in[0]);
 	int n = (int)x->ne[0], c = (int)x->ne[1], groups = op->ip[0];
 	int hw = (int)(cu_numel(x) / ((int64_t)n * c));
-	int ls = p->rt->is_cpu ? 1 : 64;
+	/* CPU: one work-item per group, no barriers; GPU: a power-of-two group
+	 * of work-items, no larger than the device and this kernel allow */
+	size_t ls = p->rt->is_cpu ? 1 : 64, kmax = 0;
 	char opts[160];
 	clunet_status st;
-	snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DLS=%d -DACT=%d -DAFFINE=%d -DSS=%d", ls,
-		 op->ip[1], op->in[1] >= 0, op->in[3] >= 0);
-	st = cu_op_kernel(p, op, "norm.cl", opts, "group_norm_f32");
-	if (st)
-		return st;
+	while (ls > p->rt->max_wg)
+		ls /= 2;
+	for (;;) {
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DLS=%zu -DACT=%d -DAFFINE=%d -DSS=%d", ls,
+			 op->ip[1], op->in[1] >= 0, op->in[3] >= 0);
+		st = cu_op_kernel(p, op, "norm.cl", opts, "group_norm_f32");
+		if (st)
+			return st;
+		if (clGetKernelWorkGroupInfo(op->kernel, p->rt->device, CL_KERNEL_WORK_GROUP_SIZE,
+					     sizeof(kmax), &kmax, NULL) != CL_SUCCESS || kmax >= ls ||
+		    ls == 1)
+			break;
+		clReleaseKernel(op->kernel);
+		op->kernel = NULL;
+		while (ls > kmax && ls > 1)
+			ls /= 2;
+	}
 	st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
 			 c, hw, groups, (double)op->fp[0]);
 	if (st)
 		return st;
-	cu_op_range(op, 1, (size_t)n * (size_t)groups * (size_t)ls, 1, 1);
+	cu_op_range(op, 1, (size_t)n * (size_t)groups * ls, 1, 1);
 	op->use_lws = 1;
-	op->lws[0] = (size_t)ls;
+	op->lws[0] = ls;
 	op->lws[1] = op->lws[2] = 1;
 	return CLUNET_OK;
 }

@@ -153,7 +153,7 @@ static void cache_debug(const rt_ctx *rt, const char *fmt, const char *path, con
 
 void rt_cache_load(rt_ctx *rt, const char *key, unsigned char **bin, size_t *len)
 {
-	char *path = rt_cache_entry_path(rt, key), *data = NULL;
+	char *path = rt_cache_entry_path(rt, key), *data = NULL, saved[2048];
 	size_t size, klen = strlen(key), off;
 	uint64_t plen;
 	const unsigned char *p;
@@ -162,8 +162,9 @@ void rt_cache_load(rt_ctx *rt, const char *key, unsigned char **bin, size_t *len
 	*len = 0;
 	if (!path)
 		return;
+	cu_error_save(saved, sizeof(saved)); /* a miss is not an error */
 	if (cu_read_file(path, &data, &size) != CLUNET_OK) {
-		cu_clear_error();
+		cu_error_restore(saved);
 		cache_debug(rt, "program cache: %s: %s", path, "no entry");
 		goto out;
 	}
@@ -251,10 +252,8 @@ static void evict(rt_ctx *rt)
 {
 	collect_ctx c = { 0 };
 	c.root = rt->cache_root;
-	if (clunet_cache_list(rt->cache_root, collect, &c) != CLUNET_OK) {
-		cu_clear_error();
-		return;
-	}
+	if (clunet_cache_list(rt->cache_root, collect, &c) != CLUNET_OK)
+		return; /* the caller restores the message */
 	if (c.total > rt->cache_budget) {
 		qsort(c.v, c.n, sizeof(entry_info), cmp_mtime);
 		for (size_t i = 0; i < c.n && c.total > rt->cache_budget; i++) {
@@ -272,11 +271,12 @@ static void evict(rt_ctx *rt)
 
 void rt_cache_store(rt_ctx *rt, const char *key, const unsigned char *bin, size_t len)
 {
-	char *path = rt_cache_entry_path(rt, key);
+	char *path = rt_cache_entry_path(rt, key), saved[2048];
 	size_t klen = strlen(key), total = 8 + 4 + 4 + klen + 8 + 8 + len;
 	unsigned char *buf;
 	if (!path)
 		return;
+	cu_error_save(saved, sizeof(saved)); /* cache trouble is a warning */
 	buf = malloc(total);
 	if (!buf) {
 		free(path);
@@ -291,7 +291,6 @@ void rt_cache_store(rt_ctx *rt, const char *key, const unsigned char *bin, size_
 	memcpy(buf + 32 + klen, bin, len);
 	if (cu_write_file_atomic(path, buf, total) != CLUNET_OK) {
 		cu_logf(&rt->log, CLUNET_LOG_WARNING, "program cache off: %s", clunet_last_error());
-		cu_clear_error();
 		free(rt->cache_dir);
 		rt->cache_dir = NULL;
 	} else {
@@ -299,21 +298,47 @@ void rt_cache_store(rt_ctx *rt, const char *key, const unsigned char *bin, size_
 		cache_debug(rt, "program cache: %s: %s", path, "saved");
 		evict(rt);
 	}
+	cu_error_restore(saved);
 	free(buf);
 	free(path);
 }
 
-static int is_entry_name(const char *name)
+/* Only what clunet wrote is listed, evicted or cleared, whatever else a
+ * shared folder holds: device folders "<name>-<8 hex>", entries "<32 hex>.bin"
+ * that start with the magic, and the temporary files of writers that died,
+ * "<32 hex>.bin.tmp.<pid>.<time>". */
+static int hex_run(const char *s, size_t n)
 {
-	size_t n = strlen(name);
-	return n > 4 && strcmp(name + n - 4, ".bin") == 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
 }
 
-/* Temporary files left by a writer that died are entries' siblings named
- * "<entry>.tmp.<pid>.<time>"; list and clear treat them as entries too. */
+static int is_device_folder(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 9 && name[n - 9] == '-' && hex_run(name + n - 8, 8);
+}
+
+static int is_entry_name(const char *name)
+{
+	return strlen(name) == 36 && hex_run(name, 32) && !strcmp(name + 32, ".bin");
+}
+
 static int is_temp_name(const char *name)
 {
-	return strstr(name, ".bin.tmp.") != NULL;
+	return strlen(name) > 41 && hex_run(name, 32) && !strncmp(name + 32, ".bin.tmp.", 9);
+}
+
+static int has_magic(const char *path)
+{
+	char head[8];
+	FILE *f = fopen(path, "rb");
+	int ok = f && fread(head, 1, 8, f) == 8 && !memcmp(head, MAGIC, 8);
+	if (f)
+		fclose(f);
+	return ok;
 }
 
 clunet_status clunet_cache_list(const char *dir, clunet_cache_entry_fn fn, void *user)
@@ -335,7 +360,7 @@ clunet_status clunet_cache_list(const char *dir, clunet_cache_entry_fn fn, void 
 		char *sub;
 		DIR *sd;
 		struct dirent *f;
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || !is_device_folder(e->d_name))
 			continue;
 		sub = cu_path_join(root, e->d_name);
 		if (!sub)
@@ -348,7 +373,8 @@ clunet_status clunet_cache_list(const char *dir, clunet_cache_entry_fn fn, void 
 				if (!is_entry_name(f->d_name) && !is_temp_name(f->d_name))
 					continue;
 				p = cu_path_join(sub, f->d_name);
-				if (p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && fn)
+				if (p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && fn &&
+				    (is_temp_name(f->d_name) || has_magic(p)))
 					fn(user, e->d_name, f->d_name, (uint64_t)sb.st_size,
 					   (int64_t)sb.st_mtime);
 				free(p);

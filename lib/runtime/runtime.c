@@ -52,8 +52,12 @@ const char *rt_cl_error_name(cl_int err)
 
 clunet_status rt_cl_fail(cl_int err, const char *call, const char *what)
 {
-	int oom = err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
-		  err == CL_OUT_OF_HOST_MEMORY || err == CL_INVALID_BUFFER_SIZE;
+	/* CL_OUT_OF_RESOURCES from a launch also means register or work-group
+	 * limits, or a kernel that faulted: memory only where memory is made */
+	int allocating = !strcmp(call, "clCreateBuffer") || !strncmp(call, "clEnqueueWrite", 14) ||
+			 !strncmp(call, "clEnqueueRead", 13);
+	int oom = err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY ||
+		  err == CL_INVALID_BUFFER_SIZE || (err == CL_OUT_OF_RESOURCES && allocating);
 	return cu_fail(oom ? CLUNET_ERR_DEVICE_MEMORY : CLUNET_ERR_OPENCL, "%s(%s) failed: %s (%d)",
 		       call, what ? what : "", rt_cl_error_name(err), (int)err);
 }
@@ -306,6 +310,9 @@ clunet_status rt_create(const clunet_context_options *opt, rt_ctx **out)
 	clGetDeviceInfo(rt->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof(align_bits), &align_bits,
 			NULL);
 	rt->base_align = align_bits >= 8 ? align_bits / 8 : 128;
+	if (clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof(rt->max_wg),
+			    &rt->max_wg, NULL) != CL_SUCCESS || rt->max_wg == 0)
+		rt->max_wg = 1;
 	{
 		cl_context_properties props[] = { CL_CONTEXT_PLATFORM,
 						  (cl_context_properties)rt->platform, 0 };
@@ -521,8 +528,10 @@ static clunet_status save_binary(rt_ctx *rt, cl_program prog, const char *key)
 
 void rt_cache_flush(rt_ctx *rt)
 {
+	char saved[2048];
 	if (!rt->unsaved)
 		return;
+	cu_error_save(saved, sizeof(saved)); /* cache trouble is a warning, not news */
 	for (size_t i = 0; i < rt->n_programs; i++) {
 		rt_program *p = &rt->programs[i];
 		if (!p->unsaved_key)
@@ -533,6 +542,7 @@ void rt_cache_flush(rt_ctx *rt)
 		p->unsaved_key = NULL;
 	}
 	rt->unsaved = 0;
+	cu_error_restore(saved);
 }
 
 static cl_program from_binary(rt_ctx *rt, const unsigned char *bin, size_t len,
@@ -632,17 +642,17 @@ clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options
 	grown[rt->n_programs].options = cu_strdup(options);
 	grown[rt->n_programs].program = prog;
 	grown[rt->n_programs].unsaved_key = NULL;
-	if (!from_cache && rt->cache_dir) { /* built from source: save after its first launches */
-		grown[rt->n_programs].unsaved_key = key;
-		key = NULL;
-		rt->unsaved++;
-	}
 	if (!grown[rt->n_programs].source || !grown[rt->n_programs].options) {
 		free(grown[rt->n_programs].source);
 		free(grown[rt->n_programs].options);
 		clReleaseProgram(prog);
 		st = CLUNET_ERR_HOST_MEMORY;
 		goto out;
+	}
+	if (!from_cache && rt->cache_dir) { /* built from source: save after its first launches */
+		grown[rt->n_programs].unsaved_key = key;
+		key = NULL;
+		rt->unsaved++;
 	}
 	rt->n_programs++;
 	*out = prog;

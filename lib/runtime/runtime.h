@@ -22,6 +22,7 @@ typedef struct clunet_context {
 	int is_cpu;            /* CPU-class device: kernels shaped for SIMD cores */
 	int profiling;
 	size_t base_align;     /* CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes */
+	size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
 	cu_log log;
 
 	/* program cache */
