@@ -6,7 +6,9 @@ two are measured in alternating rounds and the ratio is taken per round.
     /usr/bin/python3 tools/bench_torch.py --model tools/configs/ddpm-cifar10-32 \
         [--clunet build/clunet] [--batch 1 --height 32 --width 32] [--rounds 5 --runs 5]
 
-Needs diffusers 0.26.3 and torch for /usr/bin/python3 (see DEVELOPERS.md).
+Needs diffusers 0.26.3 and torch for /usr/bin/python3 (see DEVELOPERS.md), and
+OpenBLAS as the system BLAS (Debian's torch uses it for matrix products and for
+the convolutions oneDNN does not take; the reference BLAS is ~10x slower).
 torch runs in a subprocess with OPENBLAS_CORETYPE=SkylakeX set for it only,
 with as many threads as the machine has cores, on random weights in float32.
 clunet runs `clunet bench --json` (which also measures the device's FMA peak).
@@ -61,6 +63,10 @@ def main():
     if args.torch_worker:
         return torch_worker(args)
 
+    blas = os.path.realpath("/etc/alternatives/libblas.so.3-x86_64-linux-gnu")
+    if "openblas" not in blas:
+        print("warning: torch's BLAS is %s, not OpenBLAS: torch will be far slower than it can be "
+              "(apt-get install libopenblas0-pthread)" % blas, file=sys.stderr)
     rows = []
     for r in range(args.rounds):
         c = subprocess.run([args.clunet, "bench", "--model", args.model, "--batch", str(args.batch),
