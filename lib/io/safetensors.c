@@ -305,8 +305,7 @@ void st_close(st_file *f)
 
 st_tensor *st_find(const st_file *f, const char *name)
 {
-	st_tensor key;
-	key.name = name;
+	st_tensor key = { .name = name };
 	if (!f->n)
 		return NULL;
 	return bsearch(&key, f->tensors, f->n, sizeof(st_tensor), cmp_name);
