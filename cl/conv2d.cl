@@ -18,7 +18,9 @@
  *
  * Defines: VW (1, 2, 4, 8, 16) vector width; OCB vectors per work-item; PX
  * pixels per work-item; KH, KW, S (stride); UPS (1: the input is read
- * nearest-upsampled x2, fusing Upsample2D into the conv); HAS_BIAS,
+ * nearest-upsampled x2, fusing Upsample2D into the conv; 2: read with a zero
+ * between neighbours along x, which turns the conv into a stride-2
+ * transposed 1-D conv over flipped weights); HAS_BIAS,
  * HAS_BIAS2, RES, DIV; ACT. Global range: (ceil(OW/PX), OH, N * ceil(OC/OCT)).
  */
 
@@ -35,10 +37,24 @@
 #define VSTORE(v, p) CU_CAT(vstore, VW)(v, 0, p)
 #endif
 
-#if UPS
-#define SRC(i) ((i) >> 1)
+#if UPS == 1
+#define SRCY(i) ((i) >> 1)
+#define SRCX(i) ((i) >> 1)
+#define LOGH(h) (2 * (h))
+#define LOGW(w) (2 * (w))
+#define TAKE(i) ((i) >= 0 && (i) < LW)
+#elif UPS == 2
+#define SRCY(i) (i)
+#define SRCX(i) ((i) >> 1)
+#define LOGH(h) (h)
+#define LOGW(w) (2 * (w) - 1)
+#define TAKE(i) ((i) >= 0 && (i) < LW && ((i) & 1) == 0) /* the inserted zeros */
 #else
-#define SRC(i) (i)
+#define SRCY(i) (i)
+#define SRCX(i) (i)
+#define LOGH(h) (h)
+#define LOGW(w) (w)
+#define TAKE(i) ((i) >= 0 && (i) < LW)
 #endif
 
 __kernel void conv2d_f32(__global const float *x, uint x_off, __global const float *w,
@@ -52,8 +68,8 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 	const int n_ocb = (OC + OCT - 1) / OCT;
 	const int n = get_global_id(2) / n_ocb;
 	const int ocb = get_global_id(2) - n * n_ocb;
-	/* logical input size: twice the stored one when upsampling on the fly */
-	const int LH = UPS ? 2 * IH : IH, LW = UPS ? 2 * IW : IW;
+	/* the logical input size: what the conv sees after the on-the-fly resampling */
+	const int LH = LOGH(IH), LW = LOGW(IW);
 	__global const float *xn = x + x_off + (size_t)n * IC * IH * IW;
 	__global const float *wp = w + w_off + (size_t)ocb * IC * KH * KW * OCT;
 
@@ -71,12 +87,12 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 			const int iy = oy * S - PT + ky;
 			if (iy < 0 || iy >= LH)
 				continue;
-			__global const float *xr = xc + (size_t)SRC(iy) * IW;
+			__global const float *xr = xc + (size_t)SRCY(iy) * IW;
 			float xs[XS];
 			#pragma unroll
 			for (int j = 0; j < XS; j++) {
 				const int ix = ix0 + j;
-				xs[j] = (ix >= 0 && ix < LW) ? xr[SRC(ix)] : 0.0f;
+				xs[j] = TAKE(ix) ? xr[SRCX(ix)] : 0.0f;
 			}
 			#pragma unroll
 			for (int kx = 0; kx < KW; kx++) {

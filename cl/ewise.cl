@@ -152,3 +152,51 @@ __kernel void fourier_embed_f32(__global const float *t, uint t_off, __global co
 	int use_cos = flip ? !second : second;
 	y[y_off + (size_t)r * 2 * nhalf + j] = use_cos ? cos(p) : sin(p);
 }
+
+/* torch's "reflect" padding index: -1 -> 1, n -> n - 2 (needs pad < n). */
+inline int cu_reflect(int i, int n)
+{
+	return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i);
+}
+
+/* The 1-D resamplers of diffusers' unet_1d_blocks (Downsample1d /
+ * Upsample1d, depthwise over rows of length n_in, `taps` coefficients k):
+ *   down: reflect-pad P = taps/2 - 1, correlate, stride 2:
+ *         y[o] = sum_t k[t] x[reflect(2o + t - P)]
+ *   up:   reflect-pad Q = (P + 1) / 2, then conv_transpose1d with stride 2
+ *         and padding 2P + 1: y[o] = sum_j k[o + 2P + 1 - 2j] xpad[j] */
+__kernel void resample1d_f32(__global const float *x, uint x_off, __global const float *k,
+			     uint k_off, __global float *y, uint y_off, int rows, int n_in, int n_out,
+			     int taps, int up)
+{
+	int o = get_global_id(0), r = get_global_id(1);
+	if (o >= n_out || r >= rows)
+		return;
+	__global const float *xr = x + x_off + (size_t)r * n_in;
+	const int p = taps / 2 - 1;
+	float acc = 0.0f;
+	if (!up) {
+		for (int t = 0; t < taps; t++)
+			acc += k[k_off + t] * xr[cu_reflect(2 * o + t - p, n_in)];
+	} else {
+		const int q = (p + 1) / 2, pad = 2 * p + 1;
+		/* j with 0 <= o + pad - 2j < taps, over the padded row of n_in + 2q */
+		int j0 = (o + pad - taps + 2) / 2, j1 = (o + pad) / 2;
+		if (j0 < 0)
+			j0 = 0;
+		if (j1 > n_in + 2 * q - 1)
+			j1 = n_in + 2 * q - 1;
+		for (int j = j0; j <= j1; j++)
+			acc += k[k_off + o + pad - 2 * j] * xr[cu_reflect(j - q, n_in)];
+	}
+	y[y_off + (size_t)r * n_out + o] = acc;
+}
+
+/* y[n][c][l] = x[n][c] for l < len: a per-item vector repeated along a length. */
+__kernel void repeat_len_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+			     int rows, int len)
+{
+	int l = get_global_id(0), r = get_global_id(1);
+	if (l < len && r < rows)
+		y[y_off + (size_t)r * len + l] = x[x_off + r];
+}

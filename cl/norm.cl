@@ -1,12 +1,13 @@
 /* GroupNorm over NCHW (and NCL) tensors with optional affine, scale-shift
- * modulation and activation:
+ * modulation, activation, and additions after the activation:
  *   y = act( ((x - mean) * rstd * gamma[c] + beta[c]) * (1 + ss[n][c]) + ss[n][C + c] )
+ *       + post[n][c] + res[n][c][i]
  * Statistics per (n, group) over the contiguous span of C/G channels x HW,
  * two passes (mean, then centred variance), biased variance, eps inside the
  * square root: PyTorch's semantics.
  * Defines: LS  work-items per group (1: one work-item walks the whole span,
  *              no barriers; the right shape for CPU devices),
- *          ACT activation (CU_ACT_*), AFFINE (0/1), SS (0/1). */
+ *          ACT activation (CU_ACT_*), AFFINE, SS, POST, RES (0/1). */
 
 #ifndef LS
 #define LS 1
@@ -33,8 +34,9 @@ inline float cu_group_sum(float v, __local float *scratch)
 
 __kernel void group_norm_f32(__global const float *x, uint x_off, __global const float *gamma,
 			     uint g_off, __global const float *beta, uint b_off,
-			     __global const float *ss, uint ss_off, __global float *y, uint y_off,
-			     int C, int HW, int G, float eps)
+			     __global const float *ss, uint ss_off, __global const float *post,
+			     uint post_off, __global const float *res, uint res_off, __global float *y,
+			     uint y_off, int C, int HW, int G, float eps)
 {
 	__local float scratch[LS];
 	const int grp = get_group_id(0); /* n * G + g */
@@ -80,14 +82,27 @@ __kernel void group_norm_f32(__global const float *x, uint x_off, __global const
 		const float sc = 1.0f + ss[ss_off + (size_t)n * 2 * C + ch];
 		const float sh = ss[ss_off + (size_t)n * 2 * C + C + ch];
 #endif
+#if POST
+		const float pb = post[post_off + (size_t)n * C + ch];
+#endif
 		__global const float *xc = xs + (size_t)c * HW;
 		__global float *yc = ys + (size_t)c * HW;
+#if RES
+		__global const float *rc = res + res_off + (size_t)grp * span + (size_t)c * HW;
+#endif
 		for (int j = l; j < HW; j += LS) {
 			float v = fma(xc[j] - mean, a, b);
 #if SS
 			v = fma(v, sc, sh);
 #endif
-			yc[j] = cu_act(v, ACT);
+			v = cu_act(v, ACT);
+#if POST
+			v += pb;
+#endif
+#if RES
+			v += rc[j];
+#endif
+			yc[j] = v;
 		}
 	}
 }

@@ -6,6 +6,7 @@
 
 #include "common/common.h"
 #include "core/graph.h"
+#include "nn/nn.h"
 #include "ops/ops.h"
 
 #define TOL 2e-6
@@ -495,6 +496,281 @@ static void test_gemm(int ta, int tb, int m, int n, int k, int batch, float alph
 	free(a), free(b), free(want);
 }
 
+/* ------------------------------------------------------------ 1-D ops */
+
+/* Weights for nn-level tests: deterministic values from the name. */
+static float tw(const char *name, size_t i)
+{
+	uint64_t h = 1469598103934665603ull;
+	cu_rng r;
+	for (const char *s = name; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	cu_rng_seed(&r, h + i * 0x9e3779b97f4a7c15ull);
+	return 0.3f * cu_rng_normal(&r);
+}
+
+static clunet_status test_fetch(void *user, const char *name, int ndim, const int64_t *shape,
+				nn_wrole role, float *data)
+{
+	size_t n = 1;
+	(void)user, (void)role;
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	for (size_t i = 0; i < n; i++)
+		data[i] = tw(name, i);
+	return CLUNET_OK;
+}
+
+static nn_store *store;
+
+/* A fresh weight store per case: names repeat across cases with new shapes. */
+static void nn_begin(harness *h, nn_ctx *c)
+{
+	nn_store_free(store);
+	store = nn_store_new(rt, test_fetch, NULL);
+	h_init(h);
+	nn_ctx_init(c, h->g, store);
+}
+
+/* Conv1d (k, stride, pad) and ConvTranspose1d (k 4, stride 2, padding 1) through nn/. */
+static void test_conv1d(int n, int ic, int oc, int len, int k, int stride, int pad, int transposed)
+{
+	harness h;
+	nn_ctx c;
+	int ol = transposed ? (len - 1) * 2 - 2 * pad + k : (len + 2 * pad - k) / stride + 1;
+	size_t ny = (size_t)n * oc * ol;
+	float *x = rnd((size_t)n * ic * len, 1);
+	double *want = calloc(ny, sizeof(double));
+	char what[128];
+	conv_args a;
+	int y;
+	for (int b = 0; b < n; b++)
+		for (int o = 0; o < oc; o++)
+			for (int p = 0; p < ol; p++) {
+				double acc = tw("w.bias", (size_t)o);
+				for (int i = 0; i < ic; i++)
+					for (int t = 0; t < k; t++) {
+						int j;
+						if (transposed) { /* p = 2j - pad + t */
+							if ((p + pad - t) % 2)
+								continue;
+							j = (p + pad - t) / 2;
+							if (p + pad - t < 0 || j >= len)
+								continue;
+							acc += (double)tw("w.weight", ((size_t)i * oc + o) * k + t) *
+							       x[((size_t)b * ic + i) * len + j];
+						} else {
+							j = p * stride - pad + t;
+							if (j < 0 || j >= len)
+								continue;
+							acc += (double)tw("w.weight", ((size_t)o * ic + i) * k + t) *
+							       x[((size_t)b * ic + i) * len + j];
+						}
+					}
+				want[((size_t)b * oc + o) * ol + p] = acc;
+			}
+	nn_begin(&h, &c);
+	if (transposed) {
+		y = nn_conv_transpose1d(&c, "w", h_input(&h, x, 3, (int64_t[]){ n, ic, len }), ic, oc, k, pad);
+	} else {
+		conv_args_init(&a, 0);
+		a.stride = stride;
+		a.pad_l = a.pad_r = pad;
+		y = nn_conv1d(&c, "w", h_input(&h, x, 3, (int64_t[]){ n, ic, len }), ic, oc, k, 1, &a);
+	}
+	snprintf(what, sizeof(what), "%s n%d %d->%d L%d k%d s%d p%d", transposed ?
+		 "conv_transpose1d" : "conv1d", n, ic, oc, len, k, transposed ? 2 : stride, pad);
+	h_check(&h, y, want, ny, TOL, what);
+	free(x), free(want);
+}
+
+static int reflect(int i, int n)
+{
+	return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i);
+}
+
+static void test_resample1d(int rows, int len, int up)
+{
+	static const float cubic[8] = { -0.01171875f, -0.03515625f, 0.11328125f, 0.43359375f,
+					0.43359375f, 0.11328125f, -0.03515625f, -0.01171875f };
+	harness h;
+	float k[8], *x = rnd((size_t)rows * len, 1);
+	int ol = up ? 2 * len : (len + 6 - 8) / 2 + 1;
+	double *want = calloc((size_t)rows * ol, sizeof(double));
+	char what[96];
+	for (int i = 0; i < 8; i++)
+		k[i] = cubic[i] * (up ? 2.0f : 1.0f);
+	for (int r = 0; r < rows; r++) {
+		const float *xr = x + (size_t)r * len;
+		if (!up) {
+			for (int o = 0; o < ol; o++)
+				for (int t = 0; t < 8; t++)
+					want[(size_t)r * ol + o] += (double)k[t] * xr[reflect(2 * o + t - 3, len)];
+		} else { /* torch: reflect pad 2, conv_transpose1d(stride 2, padding 7) */
+			int lp = len + 4;
+			for (int j = 0; j < lp; j++)
+				for (int t = 0; t < 8; t++) {
+					int o = 2 * j + t - 7;
+					if (o >= 0 && o < ol)
+						want[(size_t)r * ol + o] += (double)k[t] * xr[reflect(j - 2, len)];
+				}
+		}
+	}
+	h_init(&h);
+	snprintf(what, sizeof(what), "cubic %s [1, %d, %d]", up ? "upsample1d" : "downsample1d", rows, len);
+	h_check(&h, op_resample1d(h.g, h_input(&h, x, 3, (int64_t[]){ 1, rows, len }),
+				  h_weight(&h, k, 8, 1, (int64_t[]){ 8 }), up), want, (size_t)rows * ol,
+		TOL, what);
+	free(x), free(want);
+}
+
+/* GroupNorm then act, then + a per-(n, c) bias and + a residual. */
+static void test_group_norm_post(int n, int c, int len, int groups)
+{
+	harness h;
+	size_t nx = (size_t)n * c * len;
+	float *x = rnd(nx, 1), *pb = rnd((size_t)n * c, 1), *res = rnd(nx, 1);
+	float *gm = rnd((size_t)c, 0.2f), *bt = rnd((size_t)c, 0.2f);
+	double *want = malloc(nx * sizeof(double));
+	int cpg = c / groups;
+	char what[96];
+	for (int b = 0; b < n; b++)
+		for (int g = 0; g < groups; g++) {
+			const float *xs = x + ((size_t)b * c + (size_t)g * cpg) * len;
+			double mean = 0, var = 0;
+			size_t span = (size_t)cpg * len;
+			for (size_t i = 0; i < span; i++)
+				mean += xs[i];
+			mean /= (double)span;
+			for (size_t i = 0; i < span; i++)
+				var += (xs[i] - mean) * (xs[i] - mean);
+			var /= (double)span;
+			for (int cc = 0; cc < cpg; cc++) {
+				int ch = g * cpg + cc;
+				for (int j = 0; j < len; j++) {
+					size_t at = ((size_t)b * c + ch) * len + j;
+					double v = (x[at] - mean) / sqrt(var + 1e-5) * gm[ch] + bt[ch];
+					want[at] = act_ref(v, CU_ACT_MISH) + pb[b * c + ch] + res[at];
+				}
+			}
+		}
+	h_init(&h);
+	snprintf(what, sizeof(what), "group_norm+mish+bias+residual n%d c%d L%d g%d", n, c, len, groups);
+	h_check(&h, op_group_norm_ex(h.g, h_input(&h, x, 3, (int64_t[]){ n, c, len }),
+				     h_weight(&h, gm, (size_t)c, 1, (int64_t[]){ c }),
+				     h_weight(&h, bt, (size_t)c, 1, (int64_t[]){ c }), groups, 1e-5f, -1,
+				     CU_ACT_MISH, h_input(&h, pb, 2, (int64_t[]){ n, c }),
+				     h_input(&h, res, 3, (int64_t[]){ n, c, len })), want, nx, TOL, what);
+	free(x), free(pb), free(res), free(gm), free(bt), free(want);
+}
+
+static void test_repeat(int n, int c, int len)
+{
+	harness h;
+	float *x = rnd((size_t)n * c, 1);
+	double *want = malloc((size_t)n * c * len * sizeof(double));
+	char what[64];
+	for (int r = 0; r < n * c; r++)
+		for (int l = 0; l < len; l++)
+			want[(size_t)r * len + l] = x[r];
+	h_init(&h);
+	snprintf(what, sizeof(what), "repeat [%d, %d] along %d", n, c, len);
+	h_check(&h, op_repeat_len(h.g, h_input(&h, x, 2, (int64_t[]){ n, c }), len), want,
+		(size_t)n * c * len, 0, what);
+	free(x), free(want);
+}
+
+/* diffusers' SelfAttention1d: GroupNorm(1, C) -> query/key/value -> heads of
+ * C / heads -> softmax(q k^T / sqrt(d)) v -> proj_attn -> + residual. */
+static void test_attention1d(int n, int ch, int len, int heads)
+{
+	harness h;
+	nn_ctx c;
+	nn_attn_cfg a;
+	int d = ch / heads;
+	size_t nx = (size_t)n * ch * len;
+	float *x = rnd(nx, 1);
+	double *hn = malloc(nx * sizeof(double)), *q = malloc(nx * sizeof(double));
+	double *k = malloc(nx * sizeof(double)), *v = malloc(nx * sizeof(double));
+	double *o = calloc(nx, sizeof(double)), *want = malloc(nx * sizeof(double));
+	double *s = malloc((size_t)len * sizeof(double));
+	char what[96];
+	/* GroupNorm with one group, the store's weights */
+	for (int b = 0; b < n; b++) {
+		double mean = 0, var = 0;
+		const float *xb = x + (size_t)b * ch * len;
+		for (size_t i = 0; i < (size_t)ch * len; i++)
+			mean += xb[i];
+		mean /= (double)ch * len;
+		for (size_t i = 0; i < (size_t)ch * len; i++)
+			var += (xb[i] - mean) * (xb[i] - mean);
+		var /= (double)ch * len;
+		for (int cc = 0; cc < ch; cc++)
+			for (int l = 0; l < len; l++)
+				hn[((size_t)b * ch + cc) * len + l] =
+					(xb[cc * len + l] - mean) / sqrt(var + 1e-5) * tw("a.group_norm.weight", cc) +
+					tw("a.group_norm.bias", cc);
+	}
+	for (int b = 0; b < n; b++)
+		for (int oc = 0; oc < ch; oc++)
+			for (int l = 0; l < len; l++) {
+				double aq = tw("a.query.bias", oc), ak = tw("a.key.bias", oc), av = tw("a.value.bias", oc);
+				for (int ic = 0; ic < ch; ic++) {
+					double hv = hn[((size_t)b * ch + ic) * len + l];
+					aq += tw("a.query.weight", (size_t)oc * ch + ic) * hv;
+					ak += tw("a.key.weight", (size_t)oc * ch + ic) * hv;
+					av += tw("a.value.weight", (size_t)oc * ch + ic) * hv;
+				}
+				q[((size_t)b * ch + oc) * len + l] = aq;
+				k[((size_t)b * ch + oc) * len + l] = ak;
+				v[((size_t)b * ch + oc) * len + l] = av;
+			}
+	for (int b = 0; b < n; b++)
+		for (int hh = 0; hh < heads; hh++)
+			for (int i = 0; i < len; i++) {
+				double m = -INFINITY, sum = 0;
+				for (int j = 0; j < len; j++) {
+					double dot = 0;
+					for (int e = 0; e < d; e++)
+						dot += q[((size_t)b * ch + hh * d + e) * len + i] *
+						       k[((size_t)b * ch + hh * d + e) * len + j];
+					s[j] = dot / sqrt((double)d);
+					m = fmax(m, s[j]);
+				}
+				for (int j = 0; j < len; j++)
+					sum += (s[j] = exp(s[j] - m));
+				for (int e = 0; e < d; e++) {
+					double acc = 0;
+					for (int j = 0; j < len; j++)
+						acc += s[j] / sum * v[((size_t)b * ch + hh * d + e) * len + j];
+					o[((size_t)b * ch + hh * d + e) * len + i] = acc;
+				}
+			}
+	for (int b = 0; b < n; b++)
+		for (int oc = 0; oc < ch; oc++)
+			for (int l = 0; l < len; l++) {
+				double acc = tw("a.proj_attn.bias", oc);
+				for (int ic = 0; ic < ch; ic++)
+					acc += tw("a.proj_attn.weight", (size_t)oc * ch + ic) *
+					       o[((size_t)b * ch + ic) * len + l];
+				want[((size_t)b * ch + oc) * len + l] = acc + x[((size_t)b * ch + oc) * len + l];
+			}
+	nn_begin(&h, &c);
+	memset(&a, 0, sizeof(a));
+	a.channels = ch;
+	a.heads = heads;
+	a.dim_head = d;
+	a.groups = 1;
+	a.eps = 1e-5f;
+	a.rescale = 1.0f;
+	a.residual = 1;
+	a.names_1d = 1;
+	snprintf(what, sizeof(what), "self-attention 1d n%d c%d L%d heads %d", n, ch, len, heads);
+	h_check(&h, nn_spatial_attention(&c, "a", h_input(&h, x, 3, (int64_t[]){ n, ch, len }), &a),
+		want, nx, 1e-5, what);
+	free(x), free(hn), free(q), free(k), free(v), free(o), free(want), free(s);
+}
+
 int main(void)
 {
 	clunet_context_options o;
@@ -532,6 +808,25 @@ int main(void)
 	test_gemm(1, 0, 64, 64, 64, 1, 0.125f);
 	test_gemm(0, 1, 33, 31, 17, 3, 1.0f); /* dot path with a ragged k */
 	test_gemm(0, 1, 8, 64, 256, 2, 1.0f);
+
+	test_conv1d(2, 3, 5, 37, 5, 1, 2, 0);
+	test_conv1d(1, 17, 33, 61, 5, 2, 2, 0);   /* kernel 5, stride 2, odd length */
+	test_conv1d(2, 16, 16, 33, 3, 2, 1, 0);   /* the RL Downsample1D */
+	test_conv1d(1, 9, 70, 13, 1, 1, 0, 0);
+	test_conv1d(2, 16, 16, 9, 4, 2, 1, 1);    /* ConvTranspose1d(4, 2, 1) */
+	test_conv1d(1, 7, 33, 17, 4, 2, 1, 1);
+	test_resample1d(5, 64, 0);
+	test_resample1d(3, 37, 0);
+	test_resample1d(5, 8, 1);
+	test_resample1d(3, 37, 1);
+	test_resample1d(2, 3, 1);                 /* the shortest row reflect padding allows */
+	test_group_norm_post(2, 24, 37, 8);
+	test_group_norm_post(1, 9, 129, 1);
+	test_repeat(2, 16, 37);
+	test_attention1d(2, 64, 37, 2);
+	test_attention1d(1, 32, 8, 1);
+	test_attention1d(1, 96, 17, 3);
+	nn_store_free(store);
 
 	clunet_context_destroy(rt);
 	tu_rmtree(cache);

@@ -15,9 +15,12 @@ Everything is deterministic: each case seeds torch itself.
 
 What a fixture is
 -----------------
-One folder per case: <out>/<family>/<case>/ (family "unet2d" = diffusers UNet2DModel), holding
+One folder per case: <out>/<family>/<case>/ (family "unet2d" = diffusers UNet2DModel, "unet1d" =
+UNet1DModel), holding
   config.json                         the model config exactly as diffusers' save_pretrained/save_config
-                                      writes it (keeps `_class_name`, `_diffusers_version`).
+                                      writes it (keeps `_class_name`, `_diffusers_version`); a case may add
+                                      keys diffusers 0.26.3 does not know (`extra_config`, e.g. a newer
+                                      version's `time_embedding_dim`), merged in the same sorted format.
   diffusion_pytorch_model.safetensors the weights: random, every element non-zero. Stored in the case's
                                       weight dtype (F32, F16 or BF16). Cases marked "deprecated attention
                                       names" use the old google checkpoint key names for the deprecated
@@ -25,16 +28,26 @@ One folder per case: <out>/<family>/<case>/ (family "unet2d" = diffusers UNet2DM
                                       to_q/to_k/to_v/to_out.0); diffusers renames them on load.
   inputs.safetensors                  the forward() arguments by name: `sample` (F32), `timestep`
                                       (I64/I32/F32/F64, 0-d or shape (B,)), `class_labels` when used.
+                                      Python-number arguments (diffusers turns a Python int/float timestep
+                                      into torch.tensor([t], dtype=torch.long), i.e. TRUNCATES a float) are
+                                      stored as 0-d tensors (F64 for a float, I64 for an int) and named in
+                                      the safetensors metadata `{"python_scalars": "timestep"}` (comma-
+                                      separated argument names; no metadata when there are none). The
+                                      reference ran with the Python number itself.
   expected.safetensors                `sample`: diffusers' output, stored as F64.
   meta.json                           family, case, reference_dtype ("float64"/"float32"), weights_dtype,
-                                      description (+ some extra informative fields).
+                                      description (+ some extra informative fields; `python_scalars` when
+                                      an argument was a Python number).
 A README.md per family (generated) lists the cases and what each covers.
 
 How the reference is computed
 -----------------------------
 The model is built from the config (per-case torch.manual_seed), then EVERY parameter and persistent
 buffer is overwritten with non-zero random values (diffusers zero-initialises some layers; real checkpoints
-do not). Weights are rounded to the storage dtype, written, read back, and the reference model is built
+do not). Exception: the fixed resampling kernels of the 1-D audio blocks (`Downsample1d`/`Upsample1d`
+`kernel` buffers) keep their true values, as real checkpoints hold exactly those (they are non-zero).
+A case may patch the freshly built model (`model_patch`, e.g. to emulate a later diffusers version's
+layer shapes); the patch is applied to every copy of the model, including the from_pretrained check. Weights are rounded to the storage dtype, written, read back, and the reference model is built
 from exactly the stored values, then cast to the reference dtype (`.double()` normally; float32 where
 diffusers cannot run in float64), put in eval() mode and run under no_grad with the stored inputs
 (floating inputs cast to the reference dtype, integer inputs unchanged).
@@ -43,12 +56,15 @@ projection, the upcast attention softmax). That is diffusers' behaviour and it i
 Torch 1.13 trap: Attention.get_attention_scores uses torch.empty + baddbmm(beta=0), which can leak NaN from
 uninitialised memory; it is monkeypatched to a zero-filled input with beta=1 (bit-identical otherwise).
 Every folder is then re-loaded with `<ModelClass>.from_pretrained(folder)` (which exercises diffusers' own
-deprecated-name conversion) and must reproduce the expected output bit for bit.
+deprecated-name conversion) and must reproduce the expected output bit for bit (patched cases: loaded with
+ignore_mismatched_sizes, only the patched keys may mismatch, then patched and those keys loaded from the
+file).
 
 Adding model families
 ---------------------
 Add a list of `Case` objects (name, model class name, config, input builder, options) and register it in
-FAMILIES below; input builders return a dict of forward() keyword arguments in their storage dtypes.
+FAMILIES below; input builders return a dict of forward() keyword arguments in their storage dtypes (a
+Python int/float for an argument that is to be passed as a Python number).
 """
 
 import argparse
@@ -59,7 +75,7 @@ import os
 import shutil
 import sys
 import warnings
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -158,6 +174,13 @@ class Case:
     reference_dtype: str = "float64"  # "float64" | "float32"
     reference_dtype_reason: str = ""
     fourier_scale: float = 16.0  # magnitude of GaussianFourierProjection weights (randn * scale)
+    # keys merged into the written config.json that diffusers 0.26.3 does not accept (not passed to the model)
+    extra_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    # called as model_patch(model, case) right after every construction of the model
+    model_patch: Optional[Callable[[torch.nn.Module, "Case"], None]] = None
+    # state-dict keys whose shapes the patch changes (plain 0.26.3 from_pretrained sees them as mismatched)
+    patched_keys: Tuple[str, ...] = ()
+    meta_extra: Dict[str, Any] = dataclasses.field(default_factory=dict)  # extra meta.json fields
     family: str = ""  # filled in by FAMILIES registration
 
 
@@ -481,9 +504,387 @@ UNET2D_CASES: List[Case] = [
     ),
 ]
 
+# ---- UNet1DModel inputs ----------------------------------------------------------------------------
+def inputs_dance_default(gen):
+    return {
+        "sample": _randn(gen, 2, 2, 512),
+        # DanceDiffusionPipeline / IPNDMScheduler style: float timesteps in (0, 1], one per item
+        "timestep": torch.tensor([0.35, 1.0], dtype=torch.float32),
+    }
+
+
+MAESTRO_MIN_LENGTH = 3 * 2**13  # 24576: see the maestro_13level description
+
+
+def inputs_maestro_13level(gen):
+    return {
+        "sample": _randn(gen, 1, 2, MAESTRO_MIN_LENGTH),
+        "timestep": torch.tensor(0.72, dtype=torch.float32),  # 0-d
+    }
+
+
+def inputs_dance_positional_pyfloat(gen):
+    return {
+        "sample": _randn(gen, 2, 2, 96),
+        "timestep": 3.7,  # Python float: diffusers uses torch.tensor([3.7], dtype=torch.long) == [3]
+    }
+
+
+def inputs_fourier_newer_width(gen):
+    return {
+        "sample": _randn(gen, 2, 2, 200),
+        # one timestep of shape (1,) shared by the batch of 2 (broadcast), float64
+        "timestep": torch.tensor([0.6180339887498949], dtype=torch.float64),
+    }
+
+
+def inputs_hopper_planner_h32(gen):
+    return {
+        "sample": _randn(gen, 2, 14, 32),
+        "timestep": torch.tensor([3, 17], dtype=torch.int64),
+    }
+
+
+def inputs_hopper_planner_h128(gen):
+    return {
+        "sample": _randn(gen, 1, 14, 128),
+        "timestep": 11,  # Python int: torch.tensor([11], dtype=torch.long)
+    }
+
+
+def inputs_value_function(gen):
+    return {
+        "sample": _randn(gen, 2, 14, 32),
+        "timestep": torch.tensor([0, 13], dtype=torch.int64),
+    }
+
+
+def inputs_planner_layers2(gen):
+    return {
+        "sample": _randn(gen, 2, 7, 64),
+        "timestep": torch.tensor([2.5, 14.75], dtype=torch.float32),  # float tensor: used as is (not truncated)
+    }
+
+
+def patch_time_proj_fourier_width(model: torch.nn.Module, case: "Case") -> None:
+    """Emulate diffusers >= 0.36's UNet1DModel Fourier rule: GaussianFourierProjection with
+    embedding_size = (time_embedding_dim or 2*block_out_channels[0]) // 2 instead of the hard-coded 8."""
+    from diffusers.models.embeddings import GaussianFourierProjection
+
+    dim = case.extra_config.get("time_embedding_dim") or 2 * model.config.block_out_channels[0]
+    model.time_proj = GaussianFourierProjection(
+        embedding_size=dim // 2, set_W_to_weight=False, log=False, flip_sin_to_cos=model.config.flip_sin_to_cos
+    )
+
+
+UNET1D_RL_REFERENCE_REASON = (
+    "with use_timestep_embedding true diffusers 0.26.3 feeds the float32 output of the sinusoidal time_proj "
+    "straight into the time_mlp Linear without a cast ('mat1 and mat2 must have the same dtype' for a "
+    "float64 model; later diffusers add .to(sample.dtype))"
+)
+
+AUDIO_13_DOWN = ["DownBlock1DNoSkip"] + ["DownBlock1D"] * 7 + ["AttnDownBlock1D"] * 5
+AUDIO_13_UP = ["AttnUpBlock1D"] * 5 + ["UpBlock1D"] * 7 + ["UpBlock1DNoSkip"]
+
+# ---- UNet1DModel cases ----------------------------------------------------------------------------
+UNET1D_CASES: List[Case] = [
+    Case(
+        name="dance_default",
+        model_class="UNet1DModel",
+        seed=2001,
+        weights_dtype="BF16",
+        fourier_scale=1.0,
+        # the constructor defaults, except extra_in_channels: its default 0 cannot run (DownBlock1DNoSkip
+        # concatenates the 16 Fourier features, the first conv then gets 18 channels instead of 2)
+        config=dict(extra_in_channels=16),
+        make_inputs=inputs_dance_default,
+        description=(
+            "The default UNet1DModel config (every constructor argument at its 0.26.3 default except "
+            "extra_in_channels 16, without which the default cannot run): Dance Diffusion family, "
+            "block_out_channels [32,32,64], in/out 2, DownBlock1DNoSkip/DownBlock1D/AttnDownBlock1D, "
+            "UNetMidBlock1D, AttnUpBlock1D/UpBlock1D/UpBlock1DNoSkip, no out block; Fourier time embedding "
+            "(GaussianFourierProjection, 8 frequencies => 16 features, log false, flip_sin_to_cos true => cos "
+            "first; weights ~ randn like a real checkpoint) broadcast along the length and concatenated to the "
+            "input (use_timestep_embedding false); 64 channels => 2 attention heads of dim 32 in the "
+            "AttnDown/AttnUp/mid blocks; cubic Downsample1d/Upsample1d with reflect padding (kernel buffers hold "
+            "the true fixed kernel); sample_size 65536 in the config (no effect); length 512, batch 2, float32 "
+            "timesteps 0.35 and 1.0 (one per item); weights stored as BF16."
+        ),
+    ),
+    Case(
+        name="maestro_13level",
+        model_class="UNet1DModel",
+        seed=2002,
+        weights_dtype="F16",
+        fourier_scale=1.0,
+        config=dict(
+            sample_size=65536,
+            sample_rate=16000,
+            in_channels=2,
+            out_channels=2,
+            extra_in_channels=16,
+            time_embedding_type="fourier",
+            flip_sin_to_cos=True,
+            use_timestep_embedding=False,
+            freq_shift=0.0,
+            down_block_types=AUDIO_13_DOWN,
+            up_block_types=AUDIO_13_UP,
+            mid_block_type="UNetMidBlock1D",
+            out_block_type=None,
+            block_out_channels=[8, 8, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32],
+            act_fn=None,
+            norm_num_groups=8,
+            layers_per_block=1,
+            downsample_each_block=False,
+        ),
+        make_inputs=inputs_maestro_13level,
+        meta_extra={
+            "length_rule": (
+                "L must be k * 2**13 with k >= 3 (13 halvings: 7 DownBlock1D + 5 AttnDownBlock1D + the "
+                "UNetMidBlock1D; every level must halve exactly for the skip concatenations and the mid block's "
+                "down/up round trip; the innermost length k feeds Upsample1d's reflect pad of 2, which torch only "
+                "allows when k > 2; the downsample into it pads 3 on 2k, fine). 16384 (k=2) fails with "
+                "'Padding size should be less than the corresponding input dimension ... padding (2, 2) ... "
+                "[1, 32, 2]', 8192 fails at the mid block's reflect pad (3, 3) on length 2; lengths that are not "
+                "multiples of 8192 fail at a skip torch.cat. Minimum: 24576."
+            ),
+        },
+        description=(
+            "harmonai/maestro-150k 13-level layout at reduced width: DownBlock1DNoSkip + 7x DownBlock1D + 5x "
+            "AttnDownBlock1D, UNetMidBlock1D, 5x AttnUpBlock1D + 7x UpBlock1D + UpBlock1DNoSkip, "
+            "block_out_channels [8,8,16,16,16,16,16,32,32,32,32,32,32] (real: [128,128,256,256,512x9]; attention "
+            "needs >= 32 channels (heads = C // 32 = 1 here) at levels 7..12: AttnUpBlock1D #4 outputs level 7's "
+            "width), in/out 2, extra_in_channels 16, Fourier (flip_sin_to_cos true), sample_rate 16000, "
+            "sample_size 65536 in the config; length 24576 = 3 * 2**13, the shortest diffusers can run for this "
+            "layout (13 halvings; the innermost length must exceed Upsample1d's reflect pad of 2: see length_rule "
+            "in meta.json), batch 1, 0-d float32 timestep 0.72; weights stored as F16."
+        ),
+    ),
+    Case(
+        name="dance_positional_pyfloat",
+        model_class="UNet1DModel",
+        seed=2003,
+        weights_dtype="F16",
+        config=dict(
+            sample_size=96,
+            in_channels=2,
+            out_channels=2,
+            extra_in_channels=12,
+            time_embedding_type="positional",
+            flip_sin_to_cos=False,
+            use_timestep_embedding=False,
+            freq_shift=1,
+            down_block_types=["DownBlock1DNoSkip", "AttnDownBlock1D"],
+            up_block_types=["UpBlock1D", "UpBlock1DNoSkip"],
+            mid_block_type="UNetMidBlock1D",
+            block_out_channels=[12, 32],
+        ),
+        make_inputs=inputs_dance_positional_pyfloat,
+        description=(
+            "Audio blocks with the positional time embedding: time_proj = Timesteps(block_out_channels[0] = 12, "
+            "flip_sin_to_cos false (sin first), downscale_freq_shift 1) => 12 features, broadcast along the "
+            "length and concatenated to the input, so extra_in_channels = 12; two levels: DownBlock1DNoSkip (12) "
+            "+ AttnDownBlock1D (32, 1 head), UNetMidBlock1D (32), UpBlock1D (32 -> 12, mid channels 32) + "
+            "UpBlock1DNoSkip (12 -> 2); length 96, batch 2 sharing ONE timestep given as the Python float 3.7: "
+            "diffusers makes it torch.tensor([3.7], dtype=torch.long) = [3] (truncation), then broadcasts the "
+            "(1, 12, L) embedding to the batch. Stored as a 0-d F64 tensor 3.7 with safetensors metadata "
+            "python_scalars=timestep; float64 reference (the sinusoid itself is computed in float32, then cast); "
+            "weights stored as F16."
+        ),
+    ),
+    Case(
+        name="fourier_newer_width",
+        model_class="UNet1DModel",
+        seed=2004,
+        fourier_scale=1.0,
+        config=dict(
+            sample_size=200,
+            in_channels=2,
+            out_channels=2,
+            extra_in_channels=32,
+            time_embedding_type="fourier",
+            flip_sin_to_cos=False,
+            use_timestep_embedding=False,
+            down_block_types=["DownBlock1DNoSkip", "DownBlock1D"],
+            up_block_types=["UpBlock1D", "UpBlock1DNoSkip"],
+            mid_block_type="UNetMidBlock1D",
+            block_out_channels=[8, 32],
+        ),
+        extra_config={"time_embedding_dim": 32},
+        model_patch=patch_time_proj_fourier_width,
+        patched_keys=("time_proj.weight",),
+        meta_extra={
+            "emulates": (
+                "diffusers >= 0.36 UNet1DModel Fourier rule: time_proj = GaussianFourierProjection(embedding_size="
+                "(time_embedding_dim or 2*block_out_channels[0]) // 2 = 16, set_W_to_weight=False, log=False, "
+                "flip_sin_to_cos=config.flip_sin_to_cos); built as a 0.26.3 model (which hard-codes 8) with "
+                "time_proj replaced. Detect the rule from time_proj.weight's width (16 here, 8 under the 0.26.3 "
+                "rule). Plain 0.26.3 from_pretrained cannot load this folder (time_proj.weight shape mismatch)."
+            ),
+        },
+        description=(
+            "Emulates the diffusers >= 0.36 Fourier width rule, which 0.26.3 cannot build itself: config.json "
+            "carries time_embedding_dim 32 (written by this script; 0.26.3 ignores the key) and time_proj is "
+            "GaussianFourierProjection(embedding_size=16, log false, flip_sin_to_cos false => sin first), so "
+            "time_proj.weight has shape [16] and the embedding 32 features (extra_in_channels 32). Two levels: "
+            "DownBlock1DNoSkip (8) + DownBlock1D (32), UNetMidBlock1D (32, 1 head), UpBlock1D (32 -> 8) + "
+            "UpBlock1DNoSkip (8 -> 2); no attention outside the mid block; length 200 (not a power of two), "
+            "batch 2 sharing a timestep of shape (1,) (float64 0.6180339887498949), broadcast to the batch; "
+            "weights F32."
+        ),
+    ),
+    Case(
+        name="hopper_planner_h32",
+        model_class="UNet1DModel",
+        seed=2005,
+        reference_dtype="float32",
+        reference_dtype_reason=UNET1D_RL_REFERENCE_REASON,
+        config=dict(
+            sample_size=65536,
+            in_channels=14,
+            out_channels=14,
+            extra_in_channels=0,
+            time_embedding_type="positional",
+            flip_sin_to_cos=False,
+            use_timestep_embedding=True,
+            freq_shift=1,
+            down_block_types=["DownResnetBlock1D"] * 4,
+            up_block_types=["UpResnetBlock1D"] * 3,
+            mid_block_type="MidResTemporalBlock1D",
+            out_block_type="OutConv1DBlock",
+            block_out_channels=[16, 24, 32, 40],
+            act_fn="mish",
+            norm_num_groups=8,
+            layers_per_block=1,
+            downsample_each_block=False,
+        ),
+        make_inputs=inputs_hopper_planner_h32,
+        description=(
+            "bglick13/hopper-medium-v2-value-function-hor32 unet/ (Diffuser planner) layout at reduced width: "
+            "in/out 14, 4x DownResnetBlock1D (each 2 ResidualTemporalBlock1D: Conv1dBlock = conv k5 -> "
+            "GroupNorm(8, hard-coded) -> mish; temb: mish -> Linear, added after the first Conv1dBlock; skip "
+            "taken before the conv k3 s2 p1 downsample; the last down block does not downsample), "
+            "MidResTemporalBlock1D (2 resnets), 3x UpResnetBlock1D (all three upsample with ConvTranspose1d "
+            "k4 s2 p1: fewer up blocks than down blocks), OutConv1DBlock (conv k5 -> GroupNorm(norm_num_groups "
+            "8) -> mish -> conv k1); block_out_channels [16,24,32,40] (real: [32,64,128,256]; multiples of 8 "
+            "for the GroupNorms); positional time embedding Timesteps(16, flip_sin_to_cos false, freq_shift 1) "
+            "-> TimestepEmbedding(16 -> 64 -> 16, mish); layers_per_block 1; horizon 32, batch 2, int64 "
+            "timesteps 3 and 17; weights F32; float32 reference."
+        ),
+    ),
+    Case(
+        name="hopper_planner_h128",
+        model_class="UNet1DModel",
+        seed=2006,
+        reference_dtype="float32",
+        reference_dtype_reason=UNET1D_RL_REFERENCE_REASON,
+        config=dict(
+            sample_size=65536,
+            in_channels=14,
+            out_channels=14,
+            extra_in_channels=0,
+            time_embedding_type="positional",
+            flip_sin_to_cos=False,
+            use_timestep_embedding=True,
+            freq_shift=1,
+            down_block_types=["DownResnetBlock1D"] * 3,
+            up_block_types=["UpResnetBlock1D"] * 2,
+            mid_block_type="MidResTemporalBlock1D",
+            out_block_type="OutConv1DBlock",
+            block_out_channels=[16, 24, 32],
+            act_fn="mish",
+            norm_num_groups=8,
+            layers_per_block=1,
+            downsample_each_block=False,
+        ),
+        make_inputs=inputs_hopper_planner_h128,
+        description=(
+            "The hor128 planner variant (3 down blocks, 2 up blocks; real block_out_channels [32,128,256], here "
+            "[16,24,32]): horizon 128 -> 64 -> 32 (third down block does not downsample) -> mid -> 64 -> 128, "
+            "OutConv1DBlock, positional (flip false, shift 1) + mish time MLP; batch 1, timestep given as the "
+            "Python int 11 (diffusers: torch.tensor([11], dtype=torch.long)); stored as a 0-d I64 tensor with "
+            "safetensors metadata python_scalars=timestep; weights F32; float32 reference."
+        ),
+    ),
+    Case(
+        name="value_function",
+        model_class="UNet1DModel",
+        seed=2007,
+        reference_dtype="float32",
+        reference_dtype_reason=UNET1D_RL_REFERENCE_REASON,
+        config=dict(
+            sample_size=65536,
+            in_channels=14,
+            out_channels=14,
+            extra_in_channels=0,
+            time_embedding_type="positional",
+            flip_sin_to_cos=False,
+            use_timestep_embedding=True,
+            freq_shift=1,
+            down_block_types=["DownResnetBlock1D"] * 4,
+            up_block_types=[],
+            mid_block_type="ValueFunctionMidBlock1D",
+            out_block_type="ValueFunction",
+            block_out_channels=[16, 24, 32, 64],
+            act_fn="mish",
+            norm_num_groups=8,
+            layers_per_block=1,
+            downsample_each_block=True,
+        ),
+        make_inputs=inputs_value_function,
+        description=(
+            "The value_function/ layout (Diffuser value guide) at reduced width: 4x DownResnetBlock1D, "
+            "downsample_each_block true (all four downsample: 32 -> 16 -> 8 -> 4 -> 2), no up blocks "
+            "(up_block_types []), ValueFunctionMidBlock1D (ResidualTemporalBlock1D 64 -> 32, conv k3 s2 p1 "
+            "downsample -> 1, ResidualTemporalBlock1D 32 -> 16, downsample at length 1 -> 1), "
+            "OutValueFunctionBlock (flatten (B, 16*1), concatenate the (B, 16) time embedding, Linear 32 -> 8, "
+            "mish, Linear 8 -> 1); block_out_channels [16,24,32,64] (real [32,64,128,256]; the last must be a "
+            "multiple of 32: GroupNorm(8) at C/4); horizon 32, batch 2, int64 timesteps 0 and 13 (one per item: "
+            "a single timestep with batch 2 fails in diffusers at the torch.cat of the out block); output shape "
+            "(B, 1); weights F32; float32 reference."
+        ),
+    ),
+    Case(
+        name="planner_layers2",
+        model_class="UNet1DModel",
+        seed=2008,
+        reference_dtype="float32",
+        reference_dtype_reason=UNET1D_RL_REFERENCE_REASON,
+        config=dict(
+            sample_size=64,
+            in_channels=7,
+            out_channels=5,
+            extra_in_channels=0,
+            time_embedding_type="positional",
+            flip_sin_to_cos=True,
+            use_timestep_embedding=True,
+            freq_shift=0,
+            down_block_types=["DownResnetBlock1D"] * 3,
+            up_block_types=["UpResnetBlock1D"] * 2,
+            mid_block_type="MidResTemporalBlock1D",
+            out_block_type="OutConv1DBlock",
+            block_out_channels=[16, 24, 32],
+            act_fn="mish",
+            norm_num_groups=4,
+            layers_per_block=2,
+            downsample_each_block=False,
+        ),
+        make_inputs=inputs_planner_layers2,
+        description=(
+            "RL planner with layers_per_block 2 (3 ResidualTemporalBlock1D per down/up block and in the "
+            "MidResTemporalBlock1D), in 7 / out 5 channels (OutConv1DBlock maps 16 -> 5), norm_num_groups 4 "
+            "(only the OutConv1DBlock GroupNorm; the Conv1dBlock GroupNorms stay at 8), positional with "
+            "flip_sin_to_cos true (cos first) and freq_shift 0, block_out_channels [16,24,32]; horizon 64, "
+            "batch 2, float32 timesteps 2.5 and 14.75 (a float tensor is used as is, not truncated); weights "
+            "F32; float32 reference."
+        ),
+    ),
+]
+
 FAMILIES: Dict[str, List[Case]] = {
     "unet2d": UNET2D_CASES,
-    # later: "unet1d": UNET1D_CASES, "unet2d_condition": ..., "unet3d_condition": ..., "unet_motion": ...
+    "unet1d": UNET1D_CASES,
+    # later: "unet2d_condition": ..., "unet3d_condition": ..., "unet_motion": ...
 }
 for _family, _cases in FAMILIES.items():
     for _case in _cases:
@@ -530,10 +931,28 @@ def _random_param(module: torch.nn.Module, pname: str, shape, gen, case: Case) -
     return 0.1 * torch.randn(shape, generator=gen)
 
 
+def _fixed_buffer_module_types() -> tuple:
+    """Modules whose buffers are fixed tables that real checkpoints store verbatim: kept, not randomised."""
+    from diffusers.models.unets import unet_1d_blocks
+
+    return (unet_1d_blocks.Downsample1d, unet_1d_blocks.Upsample1d)
+
+
+def fixed_buffer_names(model: torch.nn.Module) -> List[str]:
+    fixed_types = _fixed_buffer_module_types()
+    names = []
+    for mname, module in model.named_modules():
+        if isinstance(module, fixed_types):
+            names += [f"{mname}.{bname}" for bname, b in module.named_buffers(recurse=False) if b is not None]
+    return names
+
+
 def randomize_weights_(model: torch.nn.Module, case: Case) -> None:
-    """Overwrite every parameter and every persistent floating buffer with non-zero random values."""
+    """Overwrite every parameter and every persistent floating buffer with non-zero random values
+    (except the buffers of _fixed_buffer_module_types(), which keep their true values)."""
     gen = torch.Generator().manual_seed(case.seed * 7919 + 17)
     seen = set()
+    fixed_types = _fixed_buffer_module_types()
     with torch.no_grad():
         for mname, module in model.named_modules():
             for pname, p in module.named_parameters(recurse=False):
@@ -542,6 +961,8 @@ def randomize_weights_(model: torch.nn.Module, case: Case) -> None:
                 seen.add(id(p))
                 val = _random_param(module, pname, tuple(p.shape), gen, case)
                 p.copy_(_avoid_tiny(val).to(p.dtype))
+            if isinstance(module, fixed_types):
+                continue  # no parameters; its buffers are the fixed resampling kernel
             non_persistent = getattr(module, "_non_persistent_buffers_set", set())
             for bname, b in module.named_buffers(recurse=False):
                 if b is None or bname in non_persistent or not b.is_floating_point():
@@ -634,8 +1055,31 @@ def assert_no_zero_weights(state_dict: Dict[str, torch.Tensor], what: str) -> No
 # --------------------------------------------------------------------------------------------------
 # Fixture generation
 # --------------------------------------------------------------------------------------------------
-def _to_reference(inputs: Dict[str, torch.Tensor], ref_dtype: torch.dtype) -> Dict[str, torch.Tensor]:
-    return {k: (v.to(ref_dtype) if v.is_floating_point() else v.clone()) for k, v in inputs.items()}
+def _is_python_number(v) -> bool:
+    if isinstance(v, bool):
+        raise TypeError("bool forward() arguments are not supported")
+    return isinstance(v, (int, float))
+
+
+def _to_reference(inputs: Dict[str, Any], ref_dtype: torch.dtype) -> Dict[str, Any]:
+    """Floating tensors cast to the reference dtype, integer tensors copied, Python numbers passed as is."""
+    return {
+        k: (v if _is_python_number(v) else v.to(ref_dtype) if v.is_floating_point() else v.clone())
+        for k, v in inputs.items()
+    }
+
+
+def _stored_inputs(inputs: Dict[str, Any]):
+    """Tensors to write (Python numbers as 0-d F64/I64 tensors) and the names of the Python-number arguments."""
+    stored: Dict[str, torch.Tensor] = {}
+    python_scalars: List[str] = []
+    for k, v in inputs.items():
+        if _is_python_number(v):
+            python_scalars.append(k)
+            stored[k] = torch.tensor(v, dtype=torch.float64 if isinstance(v, float) else torch.int64)
+        else:
+            stored[k] = v.contiguous()
+    return stored, python_scalars
 
 
 def _run(model, inputs):
@@ -656,7 +1100,11 @@ def make_case(case: Case, out_root: str) -> dict:
     # 1. build with a fixed seed, overwrite every weight, round to the storage dtype
     torch.manual_seed(case.seed)
     model = model_cls(**case.config)
+    if case.model_patch is not None:
+        case.model_patch(model, case)
     model.eval()
+    fixed_buffers = fixed_buffer_names(model)
+    fixed_values = {k: v.detach().clone() for k, v in model.state_dict().items() if k in fixed_buffers}
     randomize_weights_(model, case)
     round_weights_(model, storage_dtype)
 
@@ -665,6 +1113,9 @@ def make_case(case: Case, out_root: str) -> dict:
     sd, aliases = dedup_state_dict(full_sd)
     sd = {k: v.detach().to(storage_dtype).contiguous().clone() for k, v in sd.items()}
     assert_no_zero_weights(sd, case.name)
+    for k, v in fixed_values.items():  # the fixed kernels must survive the storage dtype exactly
+        if not torch.equal(sd[k].to(v.dtype), v):
+            raise RuntimeError(f"{case.name}: fixed buffer {k} is not exact in {case.weights_dtype}")
     file_sd = sd
     attn_paths = deprecated_attention_paths(model)
     if case.deprecated_attention_names:
@@ -678,6 +1129,17 @@ def make_case(case: Case, out_root: str) -> dict:
     os.makedirs(tmp)
     try:
         model.save_config(tmp)  # what save_pretrained writes as config.json
+        if case.extra_config:
+            # keys 0.26.3 does not know: merged in diffusers' own format (indent 2, sorted keys)
+            config_path = os.path.join(tmp, "config.json")
+            with open(config_path) as f:
+                written = json.load(f)
+            clash = set(written) & set(case.extra_config)
+            if clash:
+                raise RuntimeError(f"{case.name}: extra_config keys already in config.json: {sorted(clash)}")
+            written.update(case.extra_config)
+            with open(config_path, "w", encoding="utf-8") as f:
+                f.write(json.dumps(written, indent=2, sort_keys=True) + "\n")
         weights_path = os.path.join(tmp, "diffusion_pytorch_model.safetensors")
         safetensors.torch.save_file(file_sd, weights_path, metadata={"format": "pt"})
 
@@ -692,6 +1154,8 @@ def make_case(case: Case, out_root: str) -> dict:
             stored = rename_from_deprecated(stored, attn_paths)
         torch.manual_seed(case.seed)
         ref_model = model_cls.from_config(model.config)
+        if case.model_patch is not None:
+            case.model_patch(ref_model, case)
         missing, unexpected = ref_model.load_state_dict(stored, strict=False)
         if unexpected or set(missing) - set(aliases):
             raise RuntimeError(f"{case.name}: load mismatch: missing {missing}, unexpected {unexpected}")
@@ -700,17 +1164,37 @@ def make_case(case: Case, out_root: str) -> dict:
         inputs = case.make_inputs(torch.Generator().manual_seed(case.seed * 31 + 5))
         if inputs["sample"].dtype != torch.float32:
             raise RuntimeError("sample must be stored as F32")
+        stored_inputs, python_scalars = _stored_inputs(inputs)
         ref_inputs = _to_reference(inputs, ref_dtype)
         out = _run(ref_model, ref_inputs)
         if out.dtype != ref_dtype:
             raise RuntimeError(f"{case.name}: output dtype {out.dtype}, expected {ref_dtype}")
         if not torch.isfinite(out).all():
             raise RuntimeError(f"{case.name}: non-finite reference output")
+        if python_scalars:
+            # sanity check of the documented convention: a Python number t acts as torch.tensor([t], long)
+            as_long = dict(ref_inputs)
+            for k in python_scalars:
+                as_long[k] = torch.tensor([inputs[k]], dtype=torch.long)
+            if not torch.equal(out, _run(ref_model, as_long)):
+                raise RuntimeError(f"{case.name}: Python-number argument does not act as torch.tensor([t], long)")
 
         # 4. the folder must load with diffusers' own from_pretrained and give the identical output
-        loaded, info = model_cls.from_pretrained(tmp, output_loading_info=True)
+        if case.model_patch is None:
+            loaded, info = model_cls.from_pretrained(tmp, output_loading_info=True)
+            bad_mismatched = info["mismatched_keys"]
+        else:
+            # 0.26.3 builds the unpatched layer: only the patched keys may mismatch; patch, then load them
+            loaded, info = model_cls.from_pretrained(
+                tmp, output_loading_info=True, ignore_mismatched_sizes=True, low_cpu_mem_usage=False
+            )
+            got = sorted(m[0] for m in info["mismatched_keys"])
+            bad_mismatched = [] if got == sorted(case.patched_keys) else info["mismatched_keys"]
+            case.model_patch(loaded, case)
+            file_sd = safetensors.torch.load_file(weights_path)
+            loaded.load_state_dict({k: file_sd[k] for k in case.patched_keys}, strict=False)
         bad_missing = set(info["missing_keys"]) - set(aliases)
-        if bad_missing or info["unexpected_keys"] or info["mismatched_keys"] or info["error_msgs"]:
+        if bad_missing or info["unexpected_keys"] or bad_mismatched or info["error_msgs"]:
             raise RuntimeError(f"{case.name}: from_pretrained loading problems: {info}")
         loaded = loaded.to(ref_dtype).eval()
         out2 = _run(loaded, _to_reference(inputs, ref_dtype))
@@ -720,7 +1204,11 @@ def make_case(case: Case, out_root: str) -> dict:
             )
 
         expected = {"sample": out.to(torch.float64).contiguous()}
-        safetensors.torch.save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(tmp, "inputs.safetensors"))
+        safetensors.torch.save_file(
+            stored_inputs,
+            os.path.join(tmp, "inputs.safetensors"),
+            metadata={"python_scalars": ",".join(python_scalars)} if python_scalars else None,
+        )
         safetensors.torch.save_file(expected, os.path.join(tmp, "expected.safetensors"))
 
         out64 = expected["sample"]
@@ -732,7 +1220,7 @@ def make_case(case: Case, out_root: str) -> dict:
             "weights_dtype": case.weights_dtype,
             "deprecated_attention_names": case.deprecated_attention_names,
             "description": case.description,
-            "inputs": {k: _tensor_info(v) for k, v in inputs.items()},
+            "inputs": {k: _tensor_info(v) for k, v in stored_inputs.items()},
             "expected": {"sample": _tensor_info(out64)},
             "output_stats": {
                 "std": out64.std().item(),
@@ -750,6 +1238,21 @@ def make_case(case: Case, out_root: str) -> dict:
         }
         if case.reference_dtype_reason:
             meta["reference_dtype_reason"] = case.reference_dtype_reason
+        if python_scalars:
+            meta["python_scalars"] = {
+                k: {
+                    "python_type": type(inputs[k]).__name__,
+                    "value": inputs[k],
+                    "stored_as": SAFETENSORS_DTYPE_NAMES[stored_inputs[k].dtype] + " 0-d",
+                    "diffusers_uses": f"torch.tensor([{int(inputs[k])}], dtype=torch.long)",
+                }
+                for k in python_scalars
+            }
+        if fixed_buffers:
+            meta["fixed_buffers_not_randomized"] = fixed_buffers
+        if case.extra_config:
+            meta["extra_config_keys"] = case.extra_config
+        meta.update(case.meta_extra)
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
@@ -776,9 +1279,43 @@ def make_case(case: Case, out_root: str) -> dict:
 
 def _fmt_inputs(case: Case) -> str:
     inputs = case.make_inputs(torch.Generator().manual_seed(0))
-    return ", ".join(
-        f"`{k}` {SAFETENSORS_DTYPE_NAMES[v.dtype]} {tuple(v.shape) if v.dim() else '0-d'}" for k, v in inputs.items()
-    )
+    parts = []
+    for k, v in inputs.items():
+        if _is_python_number(v):
+            stored = "F64" if isinstance(v, float) else "I64"
+            parts.append(f"`{k}` Python {type(v).__name__} {v!r} (stored {stored} 0-d, python_scalars)")
+        else:
+            parts.append(f"`{k}` {SAFETENSORS_DTYPE_NAMES[v.dtype]} {tuple(v.shape) if v.dim() else '0-d'}")
+    return ", ".join(parts)
+
+
+# extra README paragraphs per family (appended after the common header)
+FAMILY_README_NOTES: Dict[str, List[str]] = {
+    "unet1d": [
+        "UNet1DModel specifics:",
+        "",
+        "- Python-number timesteps: diffusers turns a Python int/float `timestep` into "
+        "`torch.tensor([t], dtype=torch.long)` (a float is truncated: 3.7 -> 3). Such an argument is stored as "
+        "a 0-d tensor (F64 for a float, I64 for an int) and its name is listed in the safetensors metadata of "
+        "`inputs.safetensors`: `{\"python_scalars\": \"timestep\"}` (comma-separated names; absent when "
+        "none). A 0-d or 1-d tensor timestep is used as is (floats not truncated). meta.json repeats this "
+        "under `python_scalars`.",
+        "- The `kernel` buffers of the cubic `Downsample1d`/`Upsample1d` (audio blocks) are stored with their "
+        "true fixed values (real checkpoints hold exactly these), all other weights are random.",
+        "- float32 reference for the RL cases (use_timestep_embedding true): 0.26.3 cannot run them in float64. "
+        "The float64 audio cases still compute the positional sinusoid in float32 (then cast); the Fourier "
+        "projection and SelfAttention1d run in float64.",
+        "- `fourier_newer_width` emulates diffusers >= 0.36 (config key `time_embedding_dim`, `time_proj.weight` "
+        "of width 16 instead of 0.26.3's hard-coded 8); diffusers 0.26.3's own from_pretrained cannot load it. "
+        "Detect the rule from the width of `time_proj.weight`.",
+        "- Length rule of the audio layouts: L = k * 2**n, k >= 3, where n = number of DownBlock1D + "
+        "AttnDownBlock1D + 1 (the UNetMidBlock1D), e.g. 24576 for the 13-level maestro layout.",
+        "- Observed in 0.26.3 (no fixture): MidResTemporalBlock1D with downsample_each_block true fails on the "
+        "first forward (`TypeError: cannot assign 'torch.FloatTensor' as child module 'downsample'`); the "
+        "value-function model with batch 2 and a single timestep fails at the out block's torch.cat.",
+        "",
+    ],
+}
 
 
 def write_family_readme(family: str, cases: List[Case], out_root: str) -> None:
@@ -805,6 +1342,9 @@ def write_family_readme(family: str, cases: List[Case], out_root: str) -> None:
         "Cases with deprecated attention names store the deprecated attention blocks' projections as "
         "`query`/`key`/`value`/`proj_attn` (old google checkpoints) instead of `to_q`/`to_k`/`to_v`/`to_out.0`.",
         "",
+    ]
+    lines += FAMILY_README_NOTES.get(family, [])
+    lines += [
         "| case | weights | reference | deprecated attn names | inputs |",
         "|---|---|---|---|---|",
     ]
@@ -818,7 +1358,7 @@ def write_family_readme(family: str, cases: List[Case], out_root: str) -> None:
         lines += [f"## `{c.name}`", "", c.description, ""]
         if c.reference_dtype_reason:
             lines += [f"float32 reference because {c.reference_dtype_reason}.", ""]
-        lines += ["```json", json.dumps(c.config, indent=None), "```", ""]
+        lines += ["```json", json.dumps({**c.config, **c.extra_config}, indent=None), "```", ""]
     with open(os.path.join(fam_dir, "README.md"), "w") as f:
         f.write("\n".join(lines))
 

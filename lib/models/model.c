@@ -64,6 +64,13 @@ static void random_fill(model *m, const char *name, int ndim, const int64_t *sha
 		case NN_W_NORM_SHIFT: data[i] = 0.1f * cu_rng_normal(&r); break;
 		case NN_W_EMBED: data[i] = cu_rng_normal(&r); break;
 		case NN_W_FOURIER: data[i] = 16.0f * cu_rng_normal(&r); break;
+		case NN_W_CUBIC_DOWN: case NN_W_CUBIC_UP: { /* fixed values, not learned */
+			static const float cubic[8] = { -0.01171875f, -0.03515625f, 0.11328125f,
+							0.43359375f, 0.43359375f, 0.11328125f,
+							-0.03515625f, -0.01171875f };
+			data[i] = cubic[i % 8] * (role == NN_W_CUBIC_UP ? 2.0f : 1.0f);
+			break;
+		}
 		}
 	}
 }

@@ -467,6 +467,7 @@ static int attention(builder *b, const char *pre, int x, int ch, int head_dim, i
 	nn_attn_cfg a;
 	if (b->c->g->status)
 		return -1;
+	memset(&a, 0, sizeof(a));
 	a.channels = ch;
 	a.dim_head = head_dim ? head_dim : ch;
 	a.heads = ch / a.dim_head;

@@ -132,8 +132,8 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 	xt = cu_t(c->g, x);
 	n = (int)xt->ne[0];
 	ch = (int)xt->ne[1];
-	hh = (int)xt->ne[2];
-	ww = (int)xt->ne[3];
+	hh = xt->ndim == 4 ? (int)xt->ne[2] : 1;
+	ww = (int)xt->ne[xt->ndim - 1];
 	l = hh * ww;
 	inner = heads * d;
 
@@ -143,11 +143,13 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 		h = nn_group_norm(c, p, x, a->groups, a->eps, 1, -1, CU_ACT_NONE);
 	}
 	/* the projections run on [N, C, H*W]: channel-major q, k, v */
-	P(p, "%s.to_q", prefix);
+	if (xt->ndim == 3) /* [N, C, L] as [N, C, 1, L] */
+		h = cu_reshape(c->g, h, 4, (int64_t[]){ n, ch, 1, ww });
+	P(p, "%s.%s", prefix, a->names_1d ? "query" : "to_q");
 	q = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
-	P(p, "%s.to_k", prefix);
+	P(p, "%s.%s", prefix, a->names_1d ? "key" : "to_k");
 	k = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
-	P(p, "%s.to_v", prefix);
+	P(p, "%s.%s", prefix, a->names_1d ? "value" : "to_v");
 	v = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
 
 	/* scores[b, i, j] = scale * sum_d q[b, d, i] k[b, d, j], b over N * heads */
@@ -188,6 +190,69 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 	conv_args_init(&ca, 0);
 	ca.res = a->residual ? x : -1;
 	ca.out_div = a->rescale;
-	P(p, "%s.to_out.0", prefix);
+	if (xt->ndim == 3) /* back to [N, C, L] */
+		o = cu_reshape(c->g, o, 3, (int64_t[]){ n, inner, ww });
+	P(p, "%s.%s", prefix, a->names_1d ? "proj_attn" : "to_out.0");
 	return nn_linear_ex(c, p, o, inner, ch, 1, &ca);
+}
+
+/* ---- 1-D blocks ---- */
+
+int nn_cubic1d(nn_ctx *c, const char *prefix, int x, int up)
+{
+	int k = nn_weight(c, up ? NN_W_CUBIC_UP : NN_W_CUBIC_DOWN, 1, (int64_t[]){ 8 }, "%s.kernel",
+			  prefix);
+	return op_resample1d(c->g, x, k, up);
+}
+
+int nn_resconv1d(nn_ctx *c, const char *prefix, int x, int in, int mid, int out, int is_last)
+{
+	char p[512];
+	int res = x, h;
+	conv_args a;
+	if (in != out) {
+		conv_args_init(&a, 0);
+		P(p, "%s.conv_skip", prefix);
+		res = nn_conv1d(c, p, x, in, out, 1, 0, &a);
+	}
+	conv_args_init(&a, 2);
+	P(p, "%s.conv_1", prefix);
+	h = nn_conv1d(c, p, x, in, mid, 5, 1, &a);
+	P(p, "%s.group_norm_1", prefix);
+	h = nn_group_norm(c, p, h, 1, 1e-5f, 1, -1, CU_ACT_GELU);
+	conv_args_init(&a, 2);
+	if (is_last)
+		a.res = res; /* conv_2 + residual */
+	P(p, "%s.conv_2", prefix);
+	h = nn_conv1d(c, p, h, mid, out, 5, 1, &a);
+	if (is_last)
+		return h;
+	P(p, "%s.group_norm_2", prefix);
+	return nn_group_norm_ex(c, p, h, 1, 1e-5f, -1, CU_ACT_GELU, -1, res);
+}
+
+int nn_residual_temporal1d(nn_ctx *c, const char *prefix, int x, int t, int in, int out, int embed)
+{
+	char p[512];
+	int h, res = x;
+	conv_args a;
+	P(p, "%s.time_emb", prefix);
+	t = nn_linear(c, p, op_act(c->g, t, CU_ACT_MISH), embed, out, 1, CU_ACT_NONE);
+	if (in != out) {
+		conv_args_init(&a, 0);
+		P(p, "%s.residual_conv", prefix);
+		res = nn_conv1d(c, p, x, in, out, 1, 1, &a);
+	}
+	/* conv_in: Conv1d(k5) -> GroupNorm(8) -> Mish, then + t[:, :, None] */
+	conv_args_init(&a, 2);
+	P(p, "%s.conv_in.conv1d", prefix);
+	h = nn_conv1d(c, p, x, in, out, 5, 1, &a);
+	P(p, "%s.conv_in.group_norm", prefix);
+	h = nn_group_norm_ex(c, p, h, 8, 1e-5f, -1, CU_ACT_MISH, t, -1);
+	/* conv_out, then + residual_conv(x) */
+	conv_args_init(&a, 2);
+	P(p, "%s.conv_out.conv1d", prefix);
+	h = nn_conv1d(c, p, h, out, out, 5, 1, &a);
+	P(p, "%s.conv_out.group_norm", prefix);
+	return nn_group_norm_ex(c, p, h, 8, 1e-5f, -1, CU_ACT_MISH, -1, res);
 }

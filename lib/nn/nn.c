@@ -199,15 +199,17 @@ int nn_const(nn_ctx *c, const char *key, int ndim, const int64_t *shape, const f
 	return entry_tensor(c, e, ndim, shape);
 }
 
-/* The weight `name`, stored in the file with shape file_shape (a conv
- * [oc, ic, kh, kw] or a linear [oc, ic]), packed into panels for the conv
- * kernel and cached under "name#panelN". */
-static int packed_weight(nn_ctx *c, const char *name, int file_ndim, int oc, int ic, int kh,
-			 int kw)
+/* The weight `name` packed into panels for the conv kernel and cached under
+ * "name#panelN". In the file it is [oc, ic, kh, kw] (file_ndim 4), a 1-D
+ * conv's [oc, ic, kw] (3), a linear layer's [oc, ic] (2), or with
+ * `transposed` a ConvTranspose1d's [ic, oc, kw], which becomes the
+ * equivalent conv over zero-inserted input: w'[oc][ic][t] = w[ic][oc][kw-1-t]. */
+static int packed_weight_ex(nn_ctx *c, const char *name, int file_ndim, int transposed, int oc,
+			    int ic, int kh, int kw)
 {
 	char key[560];
 	int oct = conv_panel_width(c->rt, oc);
-	int64_t file_shape[4] = { oc, ic, kh, kw };
+	int64_t file_shape[4];
 	int64_t packed_shape[5] = { (oc + oct - 1) / oct, ic, kh, kw, oct };
 	size_t n = conv_packed_size(oc, ic, kh, kw, oct);
 	nn_entry *e;
@@ -215,6 +217,16 @@ static int packed_weight(nn_ctx *c, const char *name, int file_ndim, int oc, int
 	clunet_status st;
 	if (c->g->status)
 		return -1;
+	if (transposed) {
+		file_shape[0] = ic;
+		file_shape[1] = oc;
+		file_shape[2] = kw;
+	} else {
+		file_shape[0] = oc;
+		file_shape[1] = ic;
+		file_shape[2] = file_ndim == 3 ? kw : kh;
+		file_shape[3] = kw;
+	}
 	snprintf(key, sizeof(key), "%s#panel%d", name, oct);
 	e = store_find(c->store, key);
 	if (e)
@@ -227,6 +239,20 @@ static int packed_weight(nn_ctx *c, const char *name, int file_ndim, int oc, int
 		free(data);
 		return cu_graph_fail(c->g, CLUNET_ERR_HOST_MEMORY);
 	}
+	if (transposed) { /* to [oc][ic][1][kw], flipped */
+		float *w = cu_malloc((size_t)oc * ic * kw * 4);
+		if (!w) {
+			free(data);
+			free(packed);
+			return cu_graph_fail(c->g, CLUNET_ERR_HOST_MEMORY);
+		}
+		for (int i = 0; i < ic; i++)
+			for (int o = 0; o < oc; o++)
+				for (int t = 0; t < kw; t++)
+					w[((size_t)o * ic + i) * kw + t] = data[((size_t)i * oc + o) * kw + kw - 1 - t];
+		free(data);
+		data = w;
+	}
 	conv_pack(data, oc, ic, kh, kw, oct, packed);
 	free(data);
 	st = store_add(c->store, key, 5, packed_shape, packed, n, &e);
@@ -234,6 +260,32 @@ static int packed_weight(nn_ctx *c, const char *name, int file_ndim, int oc, int
 	if (st)
 		return cu_graph_fail(c->g, st);
 	return entry_tensor(c, e, 5, packed_shape);
+}
+
+static int packed_weight(nn_ctx *c, const char *name, int file_ndim, int oc, int ic, int kh, int kw)
+{
+	return packed_weight_ex(c, name, file_ndim, 0, oc, ic, kh, kw);
+}
+
+int nn_conv1d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int bias, conv_args *a)
+{
+	char name[512];
+	snprintf(name, sizeof(name), "%s.weight", prefix);
+	a->pad_t = a->pad_b = 0;
+	a->bias = bias ? nn_weight(c, NN_W_BIAS, 1, (int64_t[]){ oc }, "%s.bias", prefix) : -1;
+	return op_conv2d(c->g, x, packed_weight(c, name, 3, oc, ic, 1, k), oc, 1, k, a);
+}
+
+int nn_conv_transpose1d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int padding)
+{
+	char name[512];
+	conv_args a;
+	snprintf(name, sizeof(name), "%s.weight", prefix);
+	conv_args_init(&a, 0);
+	a.upsample = 2; /* stride 2 */
+	a.pad_l = a.pad_r = k - 1 - padding;
+	a.bias = nn_weight(c, NN_W_BIAS, 1, (int64_t[]){ oc }, "%s.bias", prefix);
+	return op_conv2d(c->g, x, packed_weight_ex(c, name, 3, 1, oc, ic, 1, k), oc, 1, k, &a);
 }
 
 int nn_temb_act(nn_ctx *c, cu_act act)
@@ -277,8 +329,8 @@ int nn_linear(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, c
 	return nn_linear_ex(c, prefix, x, in, out, bias, &a);
 }
 
-int nn_group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, int affine, int ss,
-		  cu_act act)
+static int group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, int affine,
+		      int ss, cu_act act, int post, int res)
 {
 	int gamma = -1, beta = -1;
 	int64_t channels;
@@ -296,7 +348,19 @@ int nn_group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, i
 		gamma = nn_weight(c, NN_W_NORM_SCALE, 1, &ch, "%s.weight", prefix);
 		beta = nn_weight(c, NN_W_NORM_SHIFT, 1, &ch, "%s.bias", prefix);
 	}
-	return op_group_norm(c->g, x, gamma, beta, groups, eps, ss, act);
+	return op_group_norm_ex(c->g, x, gamma, beta, groups, eps, ss, act, post, res);
+}
+
+int nn_group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, int affine, int ss,
+		  cu_act act)
+{
+	return group_norm(c, prefix, x, groups, eps, affine, ss, act, -1, -1);
+}
+
+int nn_group_norm_ex(nn_ctx *c, const char *prefix, int x, int groups, float eps, int ss,
+		     cu_act act, int post, int res)
+{
+	return group_norm(c, prefix, x, groups, eps, 1, ss, act, post, res);
 }
 
 int nn_timestep_embedding(nn_ctx *c, const char *prefix, int x, int in, int dim, int out_dim,

@@ -19,6 +19,8 @@ typedef enum nn_wrole {
 	NN_W_NORM_SHIFT,
 	NN_W_EMBED,
 	NN_W_FOURIER,
+	NN_W_CUBIC_DOWN, /* buffers holding diffusers' fixed 1-D resampling kernels */
+	NN_W_CUBIC_UP,
 } nn_wrole;
 
 /* Fills `data` (numel floats) with the tensor `name` of exactly this shape,
@@ -56,6 +58,11 @@ int nn_temb_act(nn_ctx *c, cu_act act);
 /* nn.Conv2d(ic, oc, k) at prefix (weight [oc, ic, k, k], bias [oc] if bias). */
 int nn_conv2d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int bias,
 	      conv_args *a);
+/* nn.Conv1d(ic, oc, k) at prefix on [N, ic, L] (weight [oc, ic, k]); a sets
+ * stride, pad_l/pad_r and the epilogue. */
+int nn_conv1d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int bias, conv_args *a);
+/* nn.ConvTranspose1d(ic, oc, k, stride=2, padding) at prefix (weight [ic, oc, k], bias). */
+int nn_conv_transpose1d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int padding);
 /* nn.Linear(in, out) at prefix on x [N, in]; act applied to the output. */
 int nn_linear(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, cu_act act);
 /* The same with a full epilogue (residual, output division, activation). */
@@ -63,6 +70,9 @@ int nn_linear_ex(nn_ctx *c, const char *prefix, int x, int in, int out, int bias
 /* nn.GroupNorm(groups, C, eps, affine) at prefix, then act (scale-shift ss optional). */
 int nn_group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, int affine,
 		  int ss, cu_act act);
+/* Affine GroupNorm, act, then + post [N, C] and + res (x's shape), either -1. */
+int nn_group_norm_ex(nn_ctx *c, const char *prefix, int x, int groups, float eps, int ss,
+		     cu_act act, int post, int res);
 
 /* ---- embeddings (diffusers models/embeddings.py) ---- */
 
@@ -115,9 +125,20 @@ typedef struct nn_attn_cfg {
 	float eps;
 	float rescale;
 	int residual;
+	int names_1d; /* SelfAttention1d's query/key/value/proj_attn, not to_q/.../to_out.0 */
 } nn_attn_cfg;
 
+/* Over the pixels of [N, C, H, W] or the positions of [N, C, L]. */
 int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a);
+
+/* ---- 1-D blocks (models/unets/unet_1d_blocks.py, resnet.py) ---- */
+
+/* ResConvBlock(in, mid, out, is_last) */
+int nn_resconv1d(nn_ctx *c, const char *prefix, int x, int in, int mid, int out, int is_last);
+/* ResidualTemporalBlock1D(in, out, embed_dim): t is the time embedding [N, embed]. */
+int nn_residual_temporal1d(nn_ctx *c, const char *prefix, int x, int t, int in, int out, int embed);
+/* Downsample1d / Upsample1d("cubic") at prefix (its `kernel` buffer). */
+int nn_cubic1d(nn_ctx *c, const char *prefix, int x, int up);
 
 /* Parses diffusers' get_activation names ("silu", "swish", "mish", "gelu",
  * "relu"; case-insensitive). */

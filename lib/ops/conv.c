@@ -100,6 +100,24 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 	char s1[96], s2[96];
 	if (g->status || x < 0 || w < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	if (cu_t(g, x)->ndim == 3 && kh == 1) { /* 1-D: [N, C, L] as [N, C, 1, L] */
+		const cu_tensor *t3 = cu_t(g, x);
+		int64_t n4[4] = { t3->ne[0], t3->ne[1], 1, t3->ne[2] }, n3[3];
+		conv_args a4 = *a;
+		int y4;
+		if (a4.res >= 0 && cu_t(g, a4.res)->ndim == 3) {
+			const cu_tensor *r = cu_t(g, a4.res);
+			int64_t r4[4] = { r->ne[0], r->ne[1], 1, r->ne[2] };
+			a4.res = cu_reshape(g, a4.res, 4, r4);
+		}
+		y4 = op_conv2d(g, cu_reshape(g, x, 4, n4), w, oc, kh, kw, &a4);
+		if (y4 < 0)
+			return -1;
+		n3[0] = cu_t(g, y4)->ne[0];
+		n3[1] = cu_t(g, y4)->ne[1];
+		n3[2] = cu_t(g, y4)->ne[3];
+		return cu_reshape(g, y4, 3, n3);
+	}
 	xt = cu_t(g, x);
 	wt = cu_t(g, w);
 	if (xt->ndim != 4 && !(xt->ndim == 2 && kh == 1 && kw == 1)) {
@@ -116,8 +134,9 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 			cu_shape_str(wt, s1, sizeof(s1)), cu_shape_str(xt, s2, sizeof(s2)), oc);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
-	ih = xt->ndim == 4 ? (int)xt->ne[2] * (a->upsample ? 2 : 1) : 1;
-	iw = xt->ndim == 4 ? (int)xt->ne[3] * (a->upsample ? 2 : 1) : 1;
+	/* the logical input size, after the on-the-fly resampling */
+	ih = xt->ndim == 4 ? (int)xt->ne[2] * (a->upsample == 1 ? 2 : 1) : 1;
+	iw = xt->ndim == 4 ? (int)xt->ne[3] * (a->upsample ? 2 : 1) - (a->upsample == 2) : 1;
 	oh = (ih + a->pad_t + a->pad_b - kh) / a->stride + 1;
 	ow = (iw + a->pad_l + a->pad_r - kw) / a->stride + 1;
 	if (oh <= 0 || ow <= 0) {

@@ -377,3 +377,74 @@ int op_fourier_embed(cu_graph *g, int t, int w, int use_log, int flip)
 	g->ops[opi].ip[1] = flip;
 	return y;
 }
+
+/* ---- 1-D resampling (cubic kernels of unet_1d_blocks) ---- */
+
+static clunet_status resample1d_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]), *y = cu_t(p->g, op->out);
+	int rows = (int)(x->ne[0] * x->ne[1]), n_in = (int)x->ne[2], n_out = (int)y->ne[2];
+	clunet_status st = cu_op_kernel(p, op, "ewise.cl", EWISE_OPTS, "resample1d_f32");
+	if (!st)
+		st = cu_set_args(p, op, "tttiiiii", op->in[0], op->in[1], op->out, rows, n_in, n_out,
+				 (int)cu_numel(cu_t(p->g, op->in[1])), op->ip[0]);
+	cu_op_range(op, 2, (size_t)n_out, (size_t)rows, 1);
+	return st;
+}
+static const cu_op_impl resample1d_impl = { "resample1d", resample1d_prepare, NULL };
+
+int op_resample1d(cu_graph *g, int x, int k, int up)
+{
+	int in[2] = { x, k }, y, opi, taps, n_in, p;
+	int64_t ne[3];
+	if (begin(g, x) || begin(g, k))
+		return -1;
+	if (cu_t(g, x)->ndim != 3)
+		return bad(g, "resample1d: input %s is not [N, C, L]", cu_t(g, x));
+	taps = (int)cu_numel(cu_t(g, k));
+	n_in = (int)cu_t(g, x)->ne[2];
+	p = taps / 2 - 1;
+	/* torch's reflect padding needs a pad shorter than the row */
+	if (taps < 2 || (up ? (p + 1) / 2 : p) >= n_in)
+		return bad(g, "resample1d: input %s is too short for reflect padding", cu_t(g, x));
+	ne[0] = cu_t(g, x)->ne[0];
+	ne[1] = cu_t(g, x)->ne[1];
+	ne[2] = up ? (int64_t)(n_in + 2 * ((p + 1) / 2) - 1) * 2 - 2 * (2 * p + 1) + taps
+		   : (n_in + 2 * p - taps) / 2 + 1;
+	y = cu_graph_act(g, 3, ne);
+	opi = cu_graph_op(g, &resample1d_impl, in, 2, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[0] = up;
+	g->ops[opi].flops = 2.0 * (double)cu_numel(cu_t(g, y)) * taps / (up ? 2 : 1);
+	return y;
+}
+
+/* ---- repeat along a length ---- */
+
+static clunet_status repeat_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *y = cu_t(p->g, op->out);
+	int rows = (int)(y->ne[0] * y->ne[1]), len = (int)y->ne[2];
+	clunet_status st = cu_op_kernel(p, op, "ewise.cl", EWISE_OPTS, "repeat_len_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttii", op->in[0], op->out, rows, len);
+	cu_op_range(op, 2, (size_t)len, (size_t)rows, 1);
+	return st;
+}
+static const cu_op_impl repeat_impl = { "repeat", repeat_prepare, NULL };
+
+int op_repeat_len(cu_graph *g, int x, int len)
+{
+	int64_t ne[3];
+	int y;
+	if (begin(g, x))
+		return -1;
+	if (cu_t(g, x)->ndim != 2 || len <= 0)
+		return bad(g, "repeat_len: input %s is not [N, C]", cu_t(g, x));
+	ne[0] = cu_t(g, x)->ne[0];
+	ne[1] = cu_t(g, x)->ne[1];
+	ne[2] = len;
+	y = cu_graph_act(g, 3, ne);
+	return cu_graph_op(g, &repeat_impl, &x, 1, y) < 0 ? -1 : y;
+}

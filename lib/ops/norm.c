@@ -16,8 +16,9 @@ static clunet_status gn_prepare(cu_plan *p, cu_op *op)
 	while (ls > p->rt->max_wg)
 		ls /= 2;
 	for (;;) {
-		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DLS=%zu -DACT=%d -DAFFINE=%d -DSS=%d", ls,
-			 op->ip[1], op->in[1] >= 0, op->in[3] >= 0);
+		snprintf(opts, sizeof(opts),
+			 "-cl-std=CL1.2 -DLS=%zu -DACT=%d -DAFFINE=%d -DSS=%d -DPOST=%d -DRES=%d", ls,
+			 op->ip[1], op->in[1] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->in[5] >= 0);
 		st = cu_op_kernel(p, op, "norm.cl", opts, "group_norm_f32");
 		if (st)
 			return st;
@@ -30,8 +31,8 @@ static clunet_status gn_prepare(cu_plan *p, cu_op *op)
 		while (ls > kmax && ls > 1)
 			ls /= 2;
 	}
-	st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
-			 c, hw, groups, (double)op->fp[0]);
+	st = cu_set_args(p, op, "tttttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->in[4],
+			 op->in[5], op->out, c, hw, groups, (double)op->fp[0]);
 	if (st)
 		return st;
 	cu_op_range(op, 1, (size_t)n * (size_t)groups * ls, 1, 1);
@@ -46,9 +47,15 @@ static const cu_op_impl gn_impl = { "group_norm", gn_prepare, NULL };
 int op_group_norm(cu_graph *g, int x, int gamma, int beta, int groups, float eps, int ss,
 		  cu_act act)
 {
+	return op_group_norm_ex(g, x, gamma, beta, groups, eps, ss, act, -1, -1);
+}
+
+int op_group_norm_ex(cu_graph *g, int x, int gamma, int beta, int groups, float eps, int ss,
+		     cu_act act, int post, int res)
+{
 	const cu_tensor *xt;
-	int y, opi, in[4];
-	char s[96];
+	int y, opi, in[6];
+	char s[96], s2[96];
 	if (g->status || x < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
 	xt = cu_t(g, x);
@@ -62,12 +69,24 @@ int op_group_norm(cu_graph *g, int x, int gamma, int beta, int groups, float eps
 			cu_shape_str(cu_t(g, ss), s, sizeof(s)));
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
+	if (post >= 0 && cu_numel(cu_t(g, post)) != xt->ne[0] * xt->ne[1]) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "group_norm: per-sample bias %s is not [N, C]",
+			cu_shape_str(cu_t(g, post), s, sizeof(s)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	if (res >= 0 && cu_numel(cu_t(g, res)) != cu_numel(xt)) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "group_norm: residual %s does not match %s",
+			cu_shape_str(cu_t(g, res), s, sizeof(s)), cu_shape_str(xt, s2, sizeof(s2)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
 	y = cu_graph_act(g, xt->ndim, xt->ne);
 	in[0] = x;
 	in[1] = gamma;
 	in[2] = beta;
 	in[3] = ss;
-	opi = cu_graph_op(g, &gn_impl, in, 4, y);
+	in[4] = post;
+	in[5] = res;
+	opi = cu_graph_op(g, &gn_impl, in, 6, y);
 	if (opi < 0)
 		return -1;
 	g->ops[opi].ip[0] = groups;
@@ -80,7 +99,8 @@ static clunet_status softmax_prepare(cu_plan *p, cu_op *op)
 {
 	const cu_tensor *x = cu_t(p->g, op->in[0]);
 	int cols = (int)x->ne[x->ndim - 1], rows = (int)(cu_numel(x) / cols);
-	clunet_status st = cu_op_kernel(p, op, "norm.cl", "-cl-std=CL1.2 -DLS=1 -DACT=0 -DAFFINE=0 -DSS=0",
+	clunet_status st = cu_op_kernel(p, op, "norm.cl",
+					"-cl-std=CL1.2 -DLS=1 -DACT=0 -DAFFINE=0 -DSS=0 -DPOST=0 -DRES=0",
 					"softmax_rows_f32");
 	if (st)
 		return st;

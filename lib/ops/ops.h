@@ -20,7 +20,8 @@ size_t conv_packed_size(int oc, int ic, int kh, int kw, int oct);
 typedef struct conv_args {
 	int stride;
 	int pad_t, pad_l, pad_b, pad_r;
-	int upsample;  /* 1: read the input nearest-upsampled x2 */
+	int upsample;  /* 1: read the input nearest-upsampled x2; 2: with zeros
+			  inserted along x (a stride-2 transposed conv) */
 	int bias;      /* [OC] or -1 */
 	int bias2;     /* [N, OC] added per sample (time embedding), or -1 */
 	int res;       /* residual [N, OC, OH, OW], or -1 */
@@ -29,8 +30,9 @@ typedef struct conv_args {
 } conv_args;
 
 void conv_args_init(conv_args *a, int pad);
-/* x: [N, IC, H, W] (or [N, IC] for a linear layer); w: packed weights of
- * `oc` x IC x kh x kw (see conv_pack); returns [N, OC, OH, OW] (or [N, OC]). */
+/* x: [N, IC, H, W] (or [N, IC] for a linear layer, or [N, IC, L] for a 1-D
+ * conv with kh = 1); w: packed weights of `oc` x IC x kh x kw (see
+ * conv_pack); returns [N, OC, OH, OW] (or [N, OC], or [N, OC, OL]). */
 int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args *a);
 
 /* ---- normalisation (ops/norm.c) ---- */
@@ -39,6 +41,9 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
  * ss [N, 2C] for scale-shift modulation or -1; then act. */
 int op_group_norm(cu_graph *g, int x, int gamma, int beta, int groups, float eps, int ss,
 		  cu_act act);
+/* The same, then + post[n][c] ([N, C] or -1) + res (x's shape or -1) after the act. */
+int op_group_norm_ex(cu_graph *g, int x, int gamma, int beta, int groups, float eps, int ss,
+		     cu_act act, int post, int res);
 /* Softmax over the last dimension of x (scores multiplied by scale first). */
 int op_softmax(cu_graph *g, int x, float scale);
 
@@ -56,6 +61,11 @@ int op_nearest(cu_graph *g, int x, int oh, int ow);
 int op_avgpool2(cu_graph *g, int x);
 /* upfirdn2d with separable taps k [taps] (a weight tensor) */
 int op_upfirdn2d(cu_graph *g, int x, int k, int up, int down, int pad0, int pad1);
+/* Downsample1d / Upsample1d of diffusers' 1-D UNet on [N, C, L] with taps k
+ * (reflect padding; L/2 or 2L out) */
+int op_resample1d(cu_graph *g, int x, int k, int up);
+/* [N, C] -> [N, C, len], each value repeated along the length */
+int op_repeat_len(cu_graph *g, int x, int len);
 /* idx [R] (int32) rows of table [V, D] -> [R, D] */
 int op_embed(cu_graph *g, int idx, int table);
 /* t [N] -> [N, dim] sinusoidal embedding */
