@@ -16,8 +16,8 @@
  *     }
  *     int64_t t = 999;
  *     clunet_tensor in[2] = {
- *             { "sample", CLUNET_F32, 4, { 1, 3, 32, 32 }, noise },
- *             { "timestep", CLUNET_I64, 0, { 0 }, &t },
+ *             { "sample", CLUNET_F32, 4, { 1, 3, 32, 32 }, noise, 0 },
+ *             { "timestep", CLUNET_I64, 0, { 0 }, &t, 0 },
  *     };
  *     clunet_output out;
  *     if (clunet_model_forward(model, in, 2, &out) == CLUNET_OK)
@@ -83,7 +83,14 @@ typedef struct clunet_tensor {
 	int ndim;
 	int64_t shape[CLUNET_MAX_DIMS];
 	const void *data;
+	unsigned flags; /* CLUNET_TENSOR_* */
 } clunet_tensor;
+
+/* The value stands for a Python number passed to diffusers' forward(), not a
+ * tensor: diffusers turns a timestep given that way into a long tensor, so a
+ * float is truncated toward zero. In a safetensors inputs file, list such
+ * names in the metadata: {"python_scalars": "timestep"}. */
+#define CLUNET_TENSOR_PYTHON_NUMBER 1u
 
 typedef enum clunet_log_level {
 	CLUNET_LOG_DEBUG,

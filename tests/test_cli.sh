@@ -11,7 +11,7 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 ok() { echo "  ok: $*"; }
 
-case_dir=$fixtures/ddpm_cifar10_small
+case_dir=$fixtures/unet2d/ddpm_cifar10_small
 
 "$clunet" info > "$tmp/info" 2>&1 && grep -q "compute units" "$tmp/info" \
 	&& ok "info lists devices" || fail "info"
@@ -40,7 +40,7 @@ expect_error "model folder missing" "nowhere/config.json" \
 expect_error "inputs file missing" "missing.safetensors" \
 	"$clunet" run --model "$case_dir" --inputs "$tmp/missing.safetensors" --output "$tmp/o.st"
 expect_error "inputs of another model" "class_labels" \
-	"$clunet" run --model "$case_dir" --inputs "$fixtures/learned_classes_gelu/inputs.safetensors" --output "$tmp/o.st"
+	"$clunet" run --model "$case_dir" --inputs "$fixtures/unet2d/learned_classes_gelu/inputs.safetensors" --output "$tmp/o.st"
 expect_error "output folder missing" "no/such/dir" \
 	"$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/no/such/dir/o.st"
 expect_error "unknown option" "--frobnicate" "$clunet" run --frobnicate 3

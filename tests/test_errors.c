@@ -7,7 +7,7 @@
 
 #include "testutil.h"
 
-#define BASE "ddpm_cifar10_small"
+#define BASE "unet2d/ddpm_cifar10_small"
 
 static const char *fixtures;
 static clunet_context_t *ctx;
@@ -181,7 +181,7 @@ static void reshape_conv_in(clunet_tensor *t, size_t *n)
 static void add_extra(clunet_tensor *t, size_t *n)
 {
 	float *v = calloc(4, sizeof(float));
-	t[*n] = (clunet_tensor){ strdup("mid_block.bogus.weight"), CLUNET_F32, 1, { 4 }, v };
+	t[*n] = (clunet_tensor){ strdup("mid_block.bogus.weight"), CLUNET_F32, 1, { 4 }, v, 0 };
 	(*n)++;
 }
 
@@ -476,8 +476,8 @@ static void test_inputs(void)
 		CHECK(0, "cannot load %s: %s", p, clunet_last_error());
 		return;
 	}
-	in[0] = (clunet_tensor){ "sample", CLUNET_F32, 4, { 1, 3, 36, 32 }, sample };
-	in[1] = (clunet_tensor){ "timestep", CLUNET_I64, 0, { 0 }, &t64 };
+	in[0] = (clunet_tensor){ "sample", CLUNET_F32, 4, { 1, 3, 36, 32 }, sample, 0 };
+	in[1] = (clunet_tensor){ "timestep", CLUNET_I64, 0, { 0 }, &t64, 0 };
 	expect_forward(m, "height not a multiple of 2^(levels-1)", in, 2, CLUNET_ERR_INPUT,
 		       "height 36 and width 32 must be multiples of 8");
 	in[0].shape[1] = 4;
@@ -491,14 +491,14 @@ static void test_inputs(void)
 	expect_forward(m, "integer sample", in, 2, CLUNET_ERR_INPUT, "expected a float tensor");
 	in[0].dtype = CLUNET_F32;
 	in[0].shape[0] = 2;
-	in[1] = (clunet_tensor){ "timestep", CLUNET_I32, 1, { 3 }, t32 };
+	in[1] = (clunet_tensor){ "timestep", CLUNET_I32, 1, { 3 }, t32, 0 };
 	expect_forward(m, "three timesteps for a batch of two", in, 2, CLUNET_ERR_INPUT,
 		       "1-D tensor of 1 or 2 values");
-	in[1] = (clunet_tensor){ "timestep", CLUNET_I64, 0, { 0 }, &t64 };
-	in[2] = (clunet_tensor){ "class_labels", CLUNET_F32, 0, { 0 }, &cls };
+	in[1] = (clunet_tensor){ "timestep", CLUNET_I64, 0, { 0 }, &t64, 0 };
+	in[2] = (clunet_tensor){ "class_labels", CLUNET_F32, 0, { 0 }, &cls, 0 };
 	expect_forward(m, "class labels for an unconditional model", in, 3, CLUNET_ERR_INPUT,
 		       "has no class embedding");
-	in[2] = (clunet_tensor){ "encoder_hidden_states", CLUNET_F32, 0, { 0 }, &cls };
+	in[2] = (clunet_tensor){ "encoder_hidden_states", CLUNET_F32, 0, { 0 }, &cls, 0 };
 	expect_forward(m, "an argument UNet2DModel does not take", in, 3, CLUNET_ERR_INPUT,
 		       "unexpected input 'encoder_hidden_states'");
 	sample[5] = NAN;
@@ -547,10 +547,10 @@ static void test_fourier_names(void)
 		char *d = model_dir(), a[4300], b[4300];
 		clunet_tensor *t = NULL;
 		size_t n = 0;
-		snprintf(a, sizeof(a), "%s/ncsnpp_small/config.json", fixtures);
+		snprintf(a, sizeof(a), "%s/unet2d/ncsnpp_small/config.json", fixtures);
 		snprintf(b, sizeof(b), "%s/config.json", d);
 		copy_file(a, b);
-		snprintf(a, sizeof(a), "%s/ncsnpp_small/diffusion_pytorch_model.safetensors", fixtures);
+		snprintf(a, sizeof(a), "%s/unet2d/ncsnpp_small/diffusion_pytorch_model.safetensors", fixtures);
 		if (clunet_tensors_read(a, &t, &n) == CLUNET_OK) {
 			t = realloc(t, (n + 1) * sizeof(*t));
 			(k ? twin_fourier : rename_fourier)(t, &n);
@@ -677,8 +677,8 @@ static void test_output_lifetime(void)
 		memcpy(first, out.data, sizeof(first));
 		/* more shapes than plans are kept (batches: the same kernels, built once) */
 		for (int b = 2; b <= 6; b++) {
-			clunet_tensor x[2] = { { "sample", CLUNET_F32, 4, { b, 3, 32, 32 }, other },
-					       { "timestep", CLUNET_I64, 0, { 0 }, &t } };
+			clunet_tensor x[2] = { { "sample", CLUNET_F32, 4, { b, 3, 32, 32 }, other, 0 },
+					       { "timestep", CLUNET_I64, 0, { 0 }, &t, 0 } };
 			clunet_model_plan(m, x, 2, &info);
 		}
 		CHECK(!memcmp(first, out.data, sizeof(first)),
@@ -694,7 +694,7 @@ static void test_write_checks(void)
 {
 	char p[4300];
 	float v[4] = { 1, 2, 3, 4 };
-	clunet_tensor bad[2] = { { "a", CLUNET_F32, 1, { -1 }, v }, { "a", CLUNET_F32, 1, { 4 }, v } };
+	clunet_tensor bad[2] = { { "a", CLUNET_F32, 1, { -1 }, v, 0 }, { "a", CLUNET_F32, 1, { 4 }, v, 0 } };
 	snprintf(p, sizeof(p), "%s/written.safetensors", tmp);
 	CHECK(clunet_tensors_write(p, bad, 1) == CLUNET_ERR_ARGUMENT, "negative dimension refused");
 	bad[0].shape[0] = 4;
@@ -781,8 +781,8 @@ static void test_device_memory(void)
 			size_t n = (size_t)(3 * side * side);
 			uint16_t *half = calloc(n, 2); /* F16 zeros: small host footprint */
 			float t = 1;
-			clunet_tensor in[2] = { { "sample", CLUNET_F16, 4, { 1, 3, side, side }, half },
-						{ "timestep", CLUNET_F32, 0, { 0 }, &t } };
+			clunet_tensor in[2] = { { "sample", CLUNET_F16, 4, { 1, 3, side, side }, half, 0 },
+						{ "timestep", CLUNET_F32, 0, { 0 }, &t, 0 } };
 			clunet_plan_info info;
 			st = clunet_model_plan(m, in, 2, &info);
 			printf("  %-42s %s: %s\n", "activations larger than the device",
@@ -802,7 +802,7 @@ int main(int argc, char **argv)
 {
 	clunet_context_options o;
 	if (argc < 2) {
-		printf("usage: test_errors FIXTURE_DIR (holding " BASE ")\n");
+		printf("usage: test_errors FIXTURE_DIR (tests/data, holding " BASE ")\n");
 		return 2;
 	}
 	fixtures = argv[1];

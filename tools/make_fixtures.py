@@ -10,6 +10,11 @@ Install (Debian):
 Usage:
     /usr/bin/python3 tools/make_fixtures.py [--out tests/data] [--only NAME ...] [--list]
 
+The references are computed with the netlib reference BLAS (packages libblas3, liblapack3), whatever the
+system's libblas.so.3 alternative is (e.g. OpenBLAS): the script re-executes itself with netlib's library
+directories first on LD_LIBRARY_PATH, and refuses to run if torch still loads another BLAS
+(MAKE_FIXTURES_ANY_BLAS=1 overrides; expect last-bit differences in the expected outputs then).
+
 `--only` takes case names (or family names); `--list` prints the case table and exits.
 Everything is deterministic: each case seeds torch itself.
 
@@ -76,6 +81,49 @@ import shutil
 import sys
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+# --------------------------------------------------------------------------------------------------
+# Reference BLAS. Debian's torch uses whatever libblas.so.3 the system alternative points at; OpenBLAS and
+# the netlib reference BLAS sum in different orders, which changes the last bits of the float64/float32
+# references. The fixtures are made with netlib's: the script re-executes itself once with netlib's
+# directories first on LD_LIBRARY_PATH (set MAKE_FIXTURES_ANY_BLAS=1 to use whatever is installed).
+# --------------------------------------------------------------------------------------------------
+_ANY_BLAS_ENV = "MAKE_FIXTURES_ANY_BLAS"
+_PINNED_ENV = "MAKE_FIXTURES_BLAS_PINNED"
+
+
+def _netlib_dirs() -> List[str]:
+    import sysconfig
+
+    multiarch = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
+    return [f"/usr/lib/{multiarch}/blas", f"/usr/lib/{multiarch}/lapack"]
+
+
+def _pin_reference_blas() -> None:
+    if os.environ.get(_ANY_BLAS_ENV) or os.environ.get(_PINNED_ENV) or not sys.platform.startswith("linux"):
+        return
+    dirs = [d for d in _netlib_dirs() if os.path.isdir(d)]
+    if not dirs:
+        return  # checked again after torch is loaded
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = ":".join(dirs + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p])
+    env[_PINNED_ENV] = "1"
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def loaded_blas() -> List[str]:
+    """Paths of the BLAS/LAPACK libraries mapped into this process (Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line or "lapack" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+if __name__ == "__main__":
+    _pin_reference_blas()
 
 import torch
 
@@ -631,7 +679,7 @@ UNET1D_CASES: List[Case] = [
             up_block_types=AUDIO_13_UP,
             mid_block_type="UNetMidBlock1D",
             out_block_type=None,
-            block_out_channels=[8, 8, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32],
+            block_out_channels=[8, 8, 8, 8, 8, 8, 8, 32, 32, 32, 32, 32, 32],
             act_fn=None,
             norm_num_groups=8,
             layers_per_block=1,
@@ -652,7 +700,7 @@ UNET1D_CASES: List[Case] = [
         description=(
             "harmonai/maestro-150k 13-level layout at reduced width: DownBlock1DNoSkip + 7x DownBlock1D + 5x "
             "AttnDownBlock1D, UNetMidBlock1D, 5x AttnUpBlock1D + 7x UpBlock1D + UpBlock1DNoSkip, "
-            "block_out_channels [8,8,16,16,16,16,16,32,32,32,32,32,32] (real: [128,128,256,256,512x9]; attention "
+            "block_out_channels [8]*7 + [32]*6 (real: [128,128,256,256,512x9]; attention "
             "needs >= 32 channels (heads = C // 32 = 1 here) at levels 7..12: AttnUpBlock1D #4 outputs level 7's "
             "width), in/out 2, extra_in_channels 16, Fourier (flip_sin_to_cos true), sample_rate 16000, "
             "sample_size 65536 in the config; length 24576 = 3 * 2**13, the shortest diffusers can run for this "
@@ -710,6 +758,7 @@ UNET1D_CASES: List[Case] = [
             mid_block_type="UNetMidBlock1D",
             block_out_channels=[8, 32],
         ),
+        make_inputs=inputs_fourier_newer_width,
         extra_config={"time_embedding_dim": 32},
         model_patch=patch_time_proj_fourier_width,
         patched_keys=("time_proj.weight",),
@@ -752,7 +801,7 @@ UNET1D_CASES: List[Case] = [
             up_block_types=["UpResnetBlock1D"] * 3,
             mid_block_type="MidResTemporalBlock1D",
             out_block_type="OutConv1DBlock",
-            block_out_channels=[16, 24, 32, 40],
+            block_out_channels=[16, 16, 24, 32],
             act_fn="mish",
             norm_num_groups=8,
             layers_per_block=1,
@@ -766,7 +815,7 @@ UNET1D_CASES: List[Case] = [
             "taken before the conv k3 s2 p1 downsample; the last down block does not downsample), "
             "MidResTemporalBlock1D (2 resnets), 3x UpResnetBlock1D (all three upsample with ConvTranspose1d "
             "k4 s2 p1: fewer up blocks than down blocks), OutConv1DBlock (conv k5 -> GroupNorm(norm_num_groups "
-            "8) -> mish -> conv k1); block_out_channels [16,24,32,40] (real: [32,64,128,256]; multiples of 8 "
+            "8) -> mish -> conv k1); block_out_channels [16,16,24,32] (real: [32,64,128,256]; multiples of 8 "
             "for the GroupNorms); positional time embedding Timesteps(16, flip_sin_to_cos false, freq_shift 1) "
             "-> TimestepEmbedding(16 -> 64 -> 16, mish); layers_per_block 1; horizon 32, batch 2, int64 "
             "timesteps 3 and 17; weights F32; float32 reference."
@@ -791,7 +840,7 @@ UNET1D_CASES: List[Case] = [
             up_block_types=["UpResnetBlock1D"] * 2,
             mid_block_type="MidResTemporalBlock1D",
             out_block_type="OutConv1DBlock",
-            block_out_channels=[16, 24, 32],
+            block_out_channels=[8, 16, 32],
             act_fn="mish",
             norm_num_groups=8,
             layers_per_block=1,
@@ -800,8 +849,10 @@ UNET1D_CASES: List[Case] = [
         make_inputs=inputs_hopper_planner_h128,
         description=(
             "The hor128 planner variant (3 down blocks, 2 up blocks; real block_out_channels [32,128,256], here "
-            "[16,24,32]): horizon 128 -> 64 -> 32 (third down block does not downsample) -> mid -> 64 -> 128, "
-            "OutConv1DBlock, positional (flip false, shift 1) + mish time MLP; batch 1, timestep given as the "
+            "[8,16,32]: block_out_channels[0] = 8 puts ONE channel in each of the 8 GroupNorm groups of the first "
+            "down block and of OutConv1DBlock, and gives an 8-wide sinusoid (4 frequencies, divided by 4 - 1 = 3) "
+            "and time embedding): horizon 128 -> 64 -> 32 (third down block does not downsample) -> mid -> 64 -> "
+            "128, OutConv1DBlock, positional (flip false, shift 1) + mish time MLP; batch 1, timestep given as the "
             "Python int 11 (diffusers: torch.tensor([11], dtype=torch.long)); stored as a 0-d I64 tensor with "
             "safetensors metadata python_scalars=timestep; weights F32; float32 reference."
         ),
@@ -825,7 +876,7 @@ UNET1D_CASES: List[Case] = [
             up_block_types=[],
             mid_block_type="ValueFunctionMidBlock1D",
             out_block_type="ValueFunction",
-            block_out_channels=[16, 24, 32, 64],
+            block_out_channels=[16, 24, 32, 32],
             act_fn="mish",
             norm_num_groups=8,
             layers_per_block=1,
@@ -835,11 +886,13 @@ UNET1D_CASES: List[Case] = [
         description=(
             "The value_function/ layout (Diffuser value guide) at reduced width: 4x DownResnetBlock1D, "
             "downsample_each_block true (all four downsample: 32 -> 16 -> 8 -> 4 -> 2), no up blocks "
-            "(up_block_types []), ValueFunctionMidBlock1D (ResidualTemporalBlock1D 64 -> 32, conv k3 s2 p1 "
-            "downsample -> 1, ResidualTemporalBlock1D 32 -> 16, downsample at length 1 -> 1), "
-            "OutValueFunctionBlock (flatten (B, 16*1), concatenate the (B, 16) time embedding, Linear 32 -> 8, "
-            "mish, Linear 8 -> 1); block_out_channels [16,24,32,64] (real [32,64,128,256]; the last must be a "
-            "multiple of 32: GroupNorm(8) at C/4); horizon 32, batch 2, int64 timesteps 0 and 13 (one per item: "
+            "(up_block_types []), ValueFunctionMidBlock1D (ResidualTemporalBlock1D 32 -> 16, conv k3 s2 p1 "
+            "downsample -> 1, ResidualTemporalBlock1D 16 -> 8, downsample at length 1 -> 1), "
+            "OutValueFunctionBlock (fc_dim = 32 // 4 = 8: flatten (B, 8*1), concatenate the (B, 16) time "
+            "embedding, Linear 24 -> 4, mish, Linear 4 -> 1); block_out_channels [16,24,32,32] (real "
+            "[32,64,128,256]; the last must be a multiple of 32: GroupNorm(8) at C/4, and the horizon must reach "
+            "length 1 so that the flattened width equals fc_dim); horizon 32, batch 2, int64 timesteps 0 and 13 "
+            "(one per item: "
             "a single timestep with batch 2 fails in diffusers at the torch.cat of the out block); output shape "
             "(B, 1); weights F32; float32 reference."
         ),
@@ -848,6 +901,7 @@ UNET1D_CASES: List[Case] = [
         name="planner_layers2",
         model_class="UNet1DModel",
         seed=2008,
+        weights_dtype="F16",
         reference_dtype="float32",
         reference_dtype_reason=UNET1D_RL_REFERENCE_REASON,
         config=dict(
@@ -863,7 +917,7 @@ UNET1D_CASES: List[Case] = [
             up_block_types=["UpResnetBlock1D"] * 2,
             mid_block_type="MidResTemporalBlock1D",
             out_block_type="OutConv1DBlock",
-            block_out_channels=[16, 24, 32],
+            block_out_channels=[16, 16, 24],
             act_fn="mish",
             norm_num_groups=4,
             layers_per_block=2,
@@ -874,9 +928,9 @@ UNET1D_CASES: List[Case] = [
             "RL planner with layers_per_block 2 (3 ResidualTemporalBlock1D per down/up block and in the "
             "MidResTemporalBlock1D), in 7 / out 5 channels (OutConv1DBlock maps 16 -> 5), norm_num_groups 4 "
             "(only the OutConv1DBlock GroupNorm; the Conv1dBlock GroupNorms stay at 8), positional with "
-            "flip_sin_to_cos true (cos first) and freq_shift 0, block_out_channels [16,24,32]; horizon 64, "
+            "flip_sin_to_cos true (cos first) and freq_shift 0, block_out_channels [16,16,24]; horizon 64, "
             "batch 2, float32 timesteps 2.5 and 14.75 (a float tensor is used as is, not truncated); weights "
-            "F32; float32 reference."
+            "stored as F16; float32 reference."
         ),
     ),
 ]
@@ -1398,6 +1452,15 @@ def main(argv=None) -> int:
             sys.exit(f"unknown case/family: {sorted(unknown)} (see --list)")
         selected = [c for c in all_cases if c.name in names or c.family in names]
 
+    blas = loaded_blas()
+    netlib = tuple(_netlib_dirs())
+    if not os.environ.get(_ANY_BLAS_ENV) and (not blas or any(not p.startswith(netlib) for p in blas)):
+        sys.exit(
+            f"torch is not using the netlib reference BLAS ({blas or 'none found'}); the fixtures are made with "
+            f"it (apt-get install libblas3 liblapack3; this script puts {list(netlib)} first on "
+            f"LD_LIBRARY_PATH). Set {_ANY_BLAS_ENV}=1 to run anyway (last-bit differences in expected outputs)."
+        )
+
     _diffusers_logging.set_verbosity_error()
     # diffusers' FIR code calls torch.tensor(tensor); harmless, but noisy
     warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
@@ -1405,6 +1468,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # fixed reduction order
 
     print(f"diffusers {diffusers.__version__}, torch {torch.__version__}; writing to {args.out}")
+    print(f"BLAS: {', '.join(blas) or 'unknown'}")
     for family, cases in FAMILIES.items():
         fam_cases = [c for c in cases if c in selected]
         if not fam_cases:

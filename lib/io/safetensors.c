@@ -140,8 +140,17 @@ static clunet_status parse_header(st_file *f, const char *json, size_t len, size
 	cJSON_ArrayForEach(item, root) {
 		if (!item->string)
 			continue;
-		if (strcmp(item->string, "__metadata__") == 0)
+		if (strcmp(item->string, "__metadata__") == 0) {
+			const cJSON *py = cJSON_GetObjectItemCaseSensitive(item, "python_scalars");
+			if (cJSON_IsString(py) && !f->python_scalars) {
+				f->python_scalars = cu_strdup(py->valuestring);
+				if (!f->python_scalars) {
+					cJSON_Delete(root);
+					return CLUNET_ERR_HOST_MEMORY;
+				}
+			}
 			continue;
+		}
 		n++;
 		names_len += strlen(item->string) + 1;
 	}
@@ -299,6 +308,7 @@ void st_close(st_file *f)
 		munmap(f->map, f->size);
 	free(f->tensors);
 	free(f->names);
+	free(f->python_scalars);
 	free(f->path);
 	free(f);
 }
@@ -321,6 +331,25 @@ clunet_status st_write(const char *path, const clunet_tensor *tensors, size_t n)
 
 	if (!root)
 		return cu_fail(CLUNET_ERR_HOST_MEMORY, "out of memory");
+	{ /* tensors that stand for Python numbers, by name */
+		size_t len = 1;
+		char *list;
+		for (size_t i = 0; i < n; i++)
+			if (tensors[i].flags & CLUNET_TENSOR_PYTHON_NUMBER)
+				len += strlen(tensors[i].name) + 1;
+		if (len > 1 && (list = cu_calloc(1, len)) != NULL) {
+			cJSON *meta = cJSON_CreateObject();
+			for (size_t i = 0; i < n; i++)
+				if (tensors[i].flags & CLUNET_TENSOR_PYTHON_NUMBER) {
+					if (*list)
+						strcat(list, ",");
+					strcat(list, tensors[i].name);
+				}
+			cJSON_AddStringToObject(meta, "python_scalars", list);
+			cJSON_AddItemToObject(root, "__metadata__", meta);
+			free(list);
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		const clunet_tensor *t = &tensors[i];
 		cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs;
@@ -375,6 +404,22 @@ out:
 	return st;
 }
 
+/* Is name an entry of the comma-separated list? */
+static int listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		while (len && *p == ' ')
+			p++, len--;
+		if (len == n && !strncmp(p, name, n))
+			return 1;
+		p = end ? end + 1 : NULL;
+	}
+	return 0;
+}
+
 clunet_status clunet_tensors_read(const char *path, clunet_tensor **tensors, size_t *n)
 {
 	st_file *f;
@@ -407,6 +452,8 @@ clunet_status clunet_tensors_read(const char *path, clunet_tensor **tensors, siz
 		ts[i].ndim = s->ndim;
 		memcpy(ts[i].shape, s->shape, sizeof(s->shape));
 		ts[i].data = data;
+		if (listed(f->python_scalars, s->name))
+			ts[i].flags |= CLUNET_TENSOR_PYTHON_NUMBER;
 	}
 	*tensors = ts;
 	*n = f->n;

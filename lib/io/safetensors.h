@@ -30,6 +30,7 @@ typedef struct st_file {
 	st_tensor *tensors; /* sorted by name */
 	size_t n;
 	char *names;        /* storage for tensor names */
+	char *python_scalars; /* __metadata__["python_scalars"], or NULL */
 } st_file;
 
 clunet_status st_open(const char *path, st_file **out);

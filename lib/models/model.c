@@ -11,11 +11,11 @@
 #include "model.h"
 
 
-static const model_vt *const model_classes[] = { &unet2d_vt };
+static const model_vt *const model_classes[] = { &unet2d_vt, &unet1d_vt };
 
 /* Known diffusers classes that clunet does not run yet. */
-static const char *const planned_classes[] = { "UNet1DModel", "UNet2DConditionModel",
-					       "UNet3DConditionModel", "UNetMotionModel" };
+static const char *const planned_classes[] = { "UNet2DConditionModel", "UNet3DConditionModel",
+					       "UNetMotionModel" };
 
 void clunet_model_options_init(clunet_model_options *o)
 {
@@ -652,7 +652,7 @@ clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 		st = planned ? cu_fail(CLUNET_ERR_UNSUPPORTED, "%s: key '_class_name': %s is not "
 						"supported by this version of clunet", c.path, cls)
 			     : cfg_error(&c, "_class_name", "\"%s\" is not a diffusers UNet model "
-						 "(expected UNet2DModel)", cls);
+						 "(expected UNet2DModel or UNet1DModel)", cls);
 		goto fail;
 	}
 	st = m->vt->parse_config(m, &c);

@@ -87,5 +87,6 @@ clunet_status model_slot_values(model_inputs *mi, cu_dtype dt, int ndim, const i
 const char *model_tensor_shape(const clunet_tensor *t, char *buf, size_t cap);
 
 extern const model_vt unet2d_vt;
+extern const model_vt unet1d_vt;
 
 #endif

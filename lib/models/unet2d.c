@@ -252,10 +252,15 @@ static clunet_status per_item(const clunet_tensor *t, int n, int want_int, doubl
 	snprintf(what, sizeof(what), "a scalar or a 1-D tensor of 1 or %d values", n);
 	if (!expect(t, t->ndim <= 1 && (k == 1 || k == n), what))
 		return CLUNET_ERR_INPUT;
-	if (want_int && !expect(t, !cu_dtype_is_float(t->dtype),
-				"an integer tensor (I64 or I32): it indexes an embedding"))
+	/* a Python number becomes a long tensor in diffusers: integral, truncated */
+	if (want_int && !(t->flags & CLUNET_TENSOR_PYTHON_NUMBER) &&
+	    !expect(t, !cu_dtype_is_float(t->dtype),
+		    "an integer tensor (I64 or I32): it indexes an embedding"))
 		return CLUNET_ERR_INPUT;
 	cu_convert_to_f64(out, t->data, t->dtype, (size_t)k);
+	if (t->flags & CLUNET_TENSOR_PYTHON_NUMBER)
+		for (int64_t i = 0; i < k; i++)
+			out[i] = trunc(out[i]);
 	for (int i = 1; i < n && k == 1; i++)
 		out[i] = out[0];
 	for (int i = 0; i < n; i++)
@@ -723,7 +728,7 @@ static clunet_status example_inputs(model *m, const clunet_example_shape *s, clu
 	for (size_t i = 0; i < ns; i++)
 		buf[i] = cu_rng_normal(&r);
 	memset(out, 0, 3 * sizeof(clunet_tensor));
-	out[0] = (clunet_tensor){ "sample", CLUNET_F32, 4, { batch, u->in_ch, h, w }, buf };
+	out[0] = (clunet_tensor){ "sample", CLUNET_F32, 4, { batch, u->in_ch, h, w }, buf, 0 };
 	off = ns;
 	for (int i = 0; i < batch; i++) {
 		if (u->temb == TE_LEARNED) {
@@ -734,7 +739,7 @@ static clunet_status example_inputs(model *m, const clunet_example_shape *s, clu
 		}
 	}
 	out[1] = (clunet_tensor){ "timestep", time_dtype(u) == CU_I32 ? CLUNET_I32 : CLUNET_F32, 1,
-				  { batch }, buf + off };
+				  { batch }, buf + off, 0 };
 	off += (size_t)batch;
 	*n = 2;
 	if (u->cls != CE_NONE) {
@@ -752,10 +757,10 @@ static clunet_status example_inputs(model *m, const clunet_example_shape *s, clu
 			for (size_t i = 0; i < nc; i++)
 				buf[off + i] = cu_rng_normal(&r);
 			out[2] = (clunet_tensor){ "class_labels", CLUNET_F32, 2,
-						  { batch, 4 * u->boc[0] }, buf + off };
+						  { batch, 4 * u->boc[0] }, buf + off, 0 };
 		} else {
 			out[2] = (clunet_tensor){ "class_labels", as_int ? CLUNET_I32 : CLUNET_F32, 1,
-						  { batch }, buf + off };
+						  { batch }, buf + off, 0 };
 		}
 		*n = 3;
 	}

@@ -122,18 +122,20 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 {
 	char p[512];
 	const cu_tensor *xt;
-	int n, ch, hh, ww, l, inner, d = a->dim_head, heads = a->heads, h, q, k, v, s, o;
+	int n, ch, hh, ww, l, inner, d = a->dim_head, heads = a->heads, h, q, k, v, s, o, one_d;
 	gemm_args ga;
 	conv_args ca;
 	int64_t sne[3];
 
 	if (c->g->status || x < 0)
 		return -1;
-	xt = cu_t(c->g, x);
+	xt = cu_t(c->g, x); /* read now: building moves the tensor array */
 	n = (int)xt->ne[0];
 	ch = (int)xt->ne[1];
 	hh = xt->ndim == 4 ? (int)xt->ne[2] : 1;
 	ww = (int)xt->ne[xt->ndim - 1];
+	one_d = xt->ndim == 3;
+	xt = NULL;
 	l = hh * ww;
 	inner = heads * d;
 
@@ -143,7 +145,7 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 		h = nn_group_norm(c, p, x, a->groups, a->eps, 1, -1, CU_ACT_NONE);
 	}
 	/* the projections run on [N, C, H*W]: channel-major q, k, v */
-	if (xt->ndim == 3) /* [N, C, L] as [N, C, 1, L] */
+	if (one_d) /* [N, C, L] as [N, C, 1, L] */
 		h = cu_reshape(c->g, h, 4, (int64_t[]){ n, ch, 1, ww });
 	P(p, "%s.%s", prefix, a->names_1d ? "query" : "to_q");
 	q = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
@@ -190,7 +192,7 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 	conv_args_init(&ca, 0);
 	ca.res = a->residual ? x : -1;
 	ca.out_div = a->rescale;
-	if (xt->ndim == 3) /* back to [N, C, L] */
+	if (one_d) /* back to [N, C, L] */
 		o = cu_reshape(c->g, o, 3, (int64_t[]){ n, inner, ww });
 	P(p, "%s.%s", prefix, a->names_1d ? "proj_attn" : "to_out.0");
 	return nn_linear_ex(c, p, o, inner, ch, 1, &ca);
