@@ -742,6 +742,91 @@ static void test_deep_config(void)
 	free(d);
 }
 
+/* UNet1DModel: lengths, timesteps, configurations and weights it refuses. */
+static void test_unet1d(void)
+{
+	char p[4300], *d;
+	clunet_model_t *m = NULL;
+	static float sample[2 * 14 * 1024];
+	float t3[3] = { 0.1f, 0.2f, 0.3f }, t1 = 0.5f;
+	snprintf(p, sizeof(p), "%s/unet1d/dance_default", fixtures);
+	if (clunet_model_load(ctx, p, NULL, &m) == CLUNET_OK) {
+		clunet_tensor in[2] = { { "sample", CLUNET_F32, 3, { 1, 2, 500 }, sample, 0 },
+					{ "timestep", CLUNET_F32, 0, { 0 }, &t1, 0 } };
+		expect_forward(m, "1-D length not a multiple", in, 2, CLUNET_ERR_INPUT,
+			       "length 500 does not fit this block layout: it must be a multiple of 8");
+		in[0].shape[2] = 16;
+		expect_forward(m, "1-D length too short for reflect padding", in, 2, CLUNET_ERR_INPUT,
+			       "reflect padding");
+		in[0].shape[0] = 2;
+		in[0].shape[2] = 512;
+		in[1] = (clunet_tensor){ "timestep", CLUNET_F32, 1, { 3 }, t3, 0 };
+		expect_forward(m, "three timesteps for a batch of two (1-D)", in, 2, CLUNET_ERR_INPUT,
+			       "1-D tensor of 1 or 2 values");
+		in[0].shape[1] = 3;
+		expect_forward(m, "wrong channel count (1-D)", in, 2, CLUNET_ERR_INPUT,
+			       "expected a float tensor [N, 2, L]");
+		clunet_model_free(m);
+	}
+	snprintf(p, sizeof(p), "%s/unet1d/value_function", fixtures);
+	m = NULL;
+	if (clunet_model_load(ctx, p, NULL, &m) == CLUNET_OK) {
+		int64_t ts[2] = { 1, 2 };
+		clunet_tensor in[2] = { { "sample", CLUNET_F32, 3, { 2, 14, 128 }, sample, 0 },
+					{ "timestep", CLUNET_I64, 1, { 2 }, ts, 0 } };
+		expect_forward(m, "value function horizon too long", in, 2, CLUNET_ERR_INPUT,
+			       "needs the length to shrink to 1");
+		clunet_model_free(m);
+	}
+	{
+		static const struct {
+			const char *what, *key, *value, *needle;
+		} cases[] = {
+			{ "MidResTemporalBlock1D downsampling", "downsample_each_block", "true",
+			  "fails in diffusers 0.26.3" },
+			{ "unknown 1-D block", "mid_block_type", "\"FancyMid1D\"",
+			  "\"FancyMid1D\" is not a UNet1DModel mid block" },
+			{ "RL blocks without the time MLP", "use_timestep_embedding", "false",
+			  "must be true for DownResnetBlock1D" },
+		};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			char a[4300], b[4300];
+			d = model_dir();
+			snprintf(a, sizeof(a), "%s/unet1d/hopper_planner_h32/config.json", fixtures);
+			snprintf(b, sizeof(b), "%s/config.json", d);
+			copy_file(a, b);
+			snprintf(a, sizeof(a), "%s/unet1d/hopper_planner_h32/diffusion_pytorch_model.safetensors",
+				 fixtures);
+			snprintf(b, sizeof(b), "%s/diffusion_pytorch_model.safetensors", d);
+			copy_file(a, b);
+			config_set(d, cases[i].key, cases[i].value);
+			expect_load(cases[i].what, d, CLUNET_ERR_CONFIG, cases[i].needle);
+			free(d);
+		}
+	}
+	{ /* a Fourier projection of neither the old nor the newer width */
+		char a[4300], b[4300];
+		clunet_tensor *t = NULL;
+		size_t n = 0;
+		d = model_dir();
+		snprintf(a, sizeof(a), "%s/unet1d/dance_default/config.json", fixtures);
+		snprintf(b, sizeof(b), "%s/config.json", d);
+		copy_file(a, b);
+		snprintf(a, sizeof(a), "%s/unet1d/dance_default/diffusion_pytorch_model.safetensors", fixtures);
+		if (clunet_tensors_read(a, &t, &n) == CLUNET_OK) {
+			for (size_t i = 0; i < n; i++)
+				if (!strcmp(t[i].name, "time_proj.weight"))
+					t[i].shape[0] = 4; /* fewer values: a shorter prefix of the data */
+			snprintf(b, sizeof(b), "%s/diffusion_pytorch_model.safetensors", d);
+			clunet_tensors_write(b, t, n);
+			clunet_tensors_free(t, n);
+		}
+		expect_load("Fourier weight of an unknown width", d, CLUNET_ERR_WEIGHTS,
+			    "neither 8 (diffusers 0.26.3) nor");
+		free(d);
+	}
+}
+
 /* More device memory than the device has: a status, not a crash. */
 static void test_device_memory(void)
 {
@@ -825,6 +910,8 @@ int main(int argc, char **argv)
 	test_inputs();
 	printf("device memory:\n");
 	test_device_memory();
+	printf("UNet1DModel:\n");
+	test_unet1d();
 	printf("more:\n");
 	test_fourier_names();
 	test_output_lifetime();

@@ -771,6 +771,44 @@ static void test_attention1d(int n, int ch, int len, int heads)
 	free(x), free(hn), free(q), free(k), free(v), free(o), free(want), free(s);
 }
 
+/* The fused attention kernel against a plain softmax(q k^T / sqrt(d)) v. */
+static void test_attention_fused(int bh, int d, int lq, int lk)
+{
+	harness h;
+	float *q = rnd((size_t)bh * d * lq, 1), *k = rnd((size_t)bh * d * lk, 1);
+	float *v = rnd((size_t)bh * d * lk, 1);
+	double *want = malloc((size_t)bh * d * lq * sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
+	double scale = 1.0 / sqrt((double)d);
+	char what[96];
+	for (int b = 0; b < bh; b++)
+		for (int i = 0; i < lq; i++) {
+			double m = -INFINITY, sum = 0;
+			for (int j = 0; j < lk; j++) {
+				double dot = 0;
+				for (int e = 0; e < d; e++)
+					dot += (double)q[((size_t)b * d + e) * lq + i] * k[((size_t)b * d + e) * lk + j];
+				s[j] = dot * (double)(float)scale;
+				m = fmax(m, s[j]);
+			}
+			for (int j = 0; j < lk; j++)
+				sum += (s[j] = exp(s[j] - m));
+			for (int e = 0; e < d; e++) {
+				double acc = 0;
+				for (int j = 0; j < lk; j++)
+					acc += s[j] / sum * v[((size_t)b * d + e) * lk + j];
+				want[((size_t)b * d + e) * lq + i] = acc;
+			}
+		}
+	h_init(&h);
+	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d", bh, d, lq, lk);
+	h_check(&h, op_attention_fused(h.g, h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * lq }),
+				       h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
+				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), bh, d, lq, lk,
+				       (float)scale, 3, (int64_t[]){ bh, d, lq }),
+		want, (size_t)bh * d * lq, 1e-5, what);
+	free(q), free(k), free(v), free(want), free(s);
+}
+
 int main(void)
 {
 	clunet_context_options o;
@@ -826,6 +864,11 @@ int main(void)
 	test_attention1d(2, 64, 37, 2);
 	test_attention1d(1, 32, 8, 1);
 	test_attention1d(1, 96, 17, 3);
+	test_attention_fused(2, 32, 37, 37);
+	test_attention_fused(3, 40, 17, 77);   /* cross-attention shape, odd sizes */
+	test_attention_fused(1, 64, 5, 3);
+	test_attention_fused(2, 160, 9, 33);
+	test_attention_fused(1, 7, 64, 64);
 	nn_store_free(store);
 
 	clunet_context_destroy(rt);

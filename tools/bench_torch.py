@@ -31,12 +31,15 @@ def torch_worker(args):
     cls = getattr(diffusers, cfg["_class_name"])
     torch.manual_seed(0)
     model = cls.from_config(cfg).eval()
-    in_ch = cfg.get("in_channels", 3)
-    sample = torch.randn(args.batch, in_ch, args.height, args.width)
-    t = torch.tensor([10.0] * args.batch)
     kwargs = {}
-    if cfg.get("num_class_embeds") or cfg.get("class_embed_type"):
-        kwargs["class_labels"] = torch.zeros(args.batch, dtype=torch.long)
+    if cfg["_class_name"] == "UNet1DModel":
+        sample = torch.randn(args.batch, cfg.get("in_channels", 2), args.length)
+        t = torch.tensor([10.0 if cfg.get("use_timestep_embedding") else 0.5] * args.batch)
+    else:
+        sample = torch.randn(args.batch, cfg.get("in_channels", 3), args.height, args.width)
+        t = torch.tensor([10.0] * args.batch)
+        if cfg.get("num_class_embeds") or cfg.get("class_embed_type"):
+            kwargs["class_labels"] = torch.zeros(args.batch, dtype=torch.long)
     times = []
     import time
     with torch.no_grad():
@@ -56,6 +59,7 @@ def main():
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--height", type=int, default=32)
     p.add_argument("--width", type=int, default=32)
+    p.add_argument("--length", type=int, default=65536, help="1-D models")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--torch-worker", action="store_true")
@@ -71,13 +75,14 @@ def main():
     for r in range(args.rounds):
         c = subprocess.run([args.clunet, "bench", "--model", args.model, "--batch", str(args.batch),
                             "--height", str(args.height), "--width", str(args.width),
-                            "--runs", str(args.runs), "--json"],
+                            "--length", str(args.length), "--runs", str(args.runs), "--json"],
                            check=True, capture_output=True, text=True)
         cj = json.loads(c.stdout)
         env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX")
         t = subprocess.run([sys.executable, __file__, "--torch-worker", "--model", args.model,
                             "--batch", str(args.batch), "--height", str(args.height),
-                            "--width", str(args.width), "--runs", str(args.runs)],
+                            "--width", str(args.width), "--length", str(args.length),
+                            "--runs", str(args.runs)],
                            check=True, capture_output=True, text=True, env=env)
         tj = json.loads(t.stdout.strip().splitlines()[-1])
         rows.append((cj, tj))

@@ -1,6 +1,7 @@
 /* ResnetBlock2D, spatial attention and the 2-D resamplers. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn.h"
@@ -118,6 +119,20 @@ int nn_resnet2d(nn_ctx *c, const char *prefix, int x, const nn_resnet2d_cfg *r)
 	return nn_conv2d(c, p, h, r->out_ch, r->out_ch, 3, 1, &a2);
 }
 
+/* The score matrix is materialised (two GEMMs and a softmax, fast) while it
+ * is small; beyond 32 MiB the fused kernel runs instead, so memory stays
+ * linear in the sequence. CLUNET_ATTENTION=fused|plain forces one. */
+int nn_attention_fused(const nn_ctx *c, int64_t score_elems)
+{
+	const char *e = getenv("CLUNET_ATTENTION");
+	(void)c;
+	if (e && !strcmp(e, "fused"))
+		return 1;
+	if (e && !strcmp(e, "plain"))
+		return 0;
+	return score_elems * 4 > (32ll << 20);
+}
+
 int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a)
 {
 	char p[512];
@@ -154,6 +169,12 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 	P(p, "%s.%s", prefix, a->names_1d ? "value" : "to_v");
 	v = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
 
+	if (nn_attention_fused(c, (int64_t)n * heads * l * l)) {
+		o = op_attention_fused(c->g, q, k, v, n * heads, d, l, l,
+				       (float)(1.0 / sqrt((double)d)), 4,
+				       (int64_t[]){ n, inner, hh, ww });
+		goto project;
+	}
 	/* scores[b, i, j] = scale * sum_d q[b, d, i] k[b, d, j], b over N * heads */
 	memset(&ga, 0, sizeof(ga));
 	ga.trans_a = 1;
@@ -189,6 +210,7 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 	ga.alpha = 1.0f;
 	o = op_gemm(c->g, v, s, &ga, 4, (int64_t[]){ n, inner, hh, ww });
 
+project:
 	conv_args_init(&ca, 0);
 	ca.res = a->residual ? x : -1;
 	ca.out_div = a->rescale;

@@ -128,6 +128,8 @@ typedef struct nn_attn_cfg {
 	int names_1d; /* SelfAttention1d's query/key/value/proj_attn, not to_q/.../to_out.0 */
 } nn_attn_cfg;
 
+/* Whether attention with this many scores runs fused (no score matrix). */
+int nn_attention_fused(const nn_ctx *c, int64_t score_elems);
 /* Over the pixels of [N, C, H, W] or the positions of [N, C, L]. */
 int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a);
 

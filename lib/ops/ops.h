@@ -89,4 +89,14 @@ typedef struct gemm_args {
 int op_gemm(cu_graph *g, int a, int b, const gemm_args *args, int out_ndim,
 	    const int64_t *out_ne);
 
+/* ---- attention (ops/attention.c) ---- */
+
+/* [batch, rows, cols] -> [batch, cols, rows] */
+int op_transpose(cu_graph *g, int x, int batch, int rows, int cols);
+/* softmax(scale q k^T) v for bh batch-heads of head dim d, without storing
+ * the scores: q [bh][d][lq] and k, v [bh][d][lk] channel-major; the result
+ * [bh][d][lq] gets the given shape. */
+int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, int lk, float scale,
+		       int out_ndim, const int64_t *out_ne);
+
 #endif

@@ -1,0 +1,93 @@
+/* Fused attention (cl/attention.cl): softmax(scale q k^T) v per batch-head,
+ * with the running-max softmax, so no [Lq, Lk] score matrix is ever stored.
+ * The keys and values are turned token-major first (two transposes). */
+#include <stdio.h>
+
+#include "ops.h"
+
+static clunet_status transpose_prepare(cu_plan *p, cu_op *op)
+{
+	int batch = op->ip[0], rows = op->ip[1], cols = op->ip[2];
+	clunet_status st = cu_op_kernel(p, op, "attention.cl", "-cl-std=CL1.2 -DD=1 -DQB=1 -DKB=1",
+					"transpose_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttiii", op->in[0], op->out, batch, rows, cols);
+	cu_op_range(op, 3, (size_t)cols, (size_t)rows, (size_t)batch);
+	return st;
+}
+static const cu_op_impl transpose_impl = { "transpose", transpose_prepare, NULL };
+
+int op_transpose(cu_graph *g, int x, int batch, int rows, int cols)
+{
+	int y, opi;
+	int64_t ne[3] = { batch, cols, rows };
+	if (g->status || x < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	if (cu_numel(cu_t(g, x)) != (int64_t)batch * rows * cols) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "transpose: %d x %d x %d does not match the input", batch,
+			rows, cols);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	y = cu_graph_act(g, 3, ne);
+	opi = cu_graph_op(g, &transpose_impl, &x, 1, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[0] = batch;
+	g->ops[opi].ip[1] = rows;
+	g->ops[opi].ip[2] = cols;
+	return y;
+}
+
+enum { P_BH, P_D, P_LQ, P_LK, P_QB };
+
+static clunet_status fused_prepare(cu_plan *p, cu_op *op)
+{
+	const int *ip = op->ip;
+	char opts[128];
+	clunet_status st;
+	snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16", ip[P_D], ip[P_QB]);
+	st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttttiif", op->in[0], op->in[1], op->in[2], op->out, ip[P_LQ],
+				 ip[P_LK], (double)op->fp[0]);
+	cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB], (size_t)ip[P_BH], 1);
+	if (p->rt->is_cpu) {
+		op->use_lws = 1;
+		op->lws[0] = op->lws[1] = op->lws[2] = 1;
+	}
+	return st;
+}
+static const cu_op_impl fused_impl = { "attention_fused", fused_prepare, NULL };
+
+int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, int lk, float scale,
+		       int out_ndim, const int64_t *out_ne)
+{
+	int in[3], y, opi;
+	if (g->status || q < 0 || k < 0 || v < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	if (cu_numel(cu_t(g, q)) != (int64_t)bh * d * lq || cu_numel(cu_t(g, k)) != (int64_t)bh * d * lk ||
+	    cu_numel(cu_t(g, v)) != (int64_t)bh * d * lk) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "attention: q, k, v do not hold %d heads of %d x (%d, %d)", bh,
+			d, lq, lk);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	in[0] = q;
+	in[1] = op_transpose(g, k, bh, d, lk); /* keys and values token-major */
+	in[2] = op_transpose(g, v, bh, d, lk);
+	y = cu_graph_act(g, out_ndim, out_ne);
+	if (y >= 0 && cu_numel(cu_t(g, y)) != (int64_t)bh * d * lq) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "attention: output shape does not hold the result");
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	opi = cu_graph_op(g, &fused_impl, in, 3, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[P_BH] = bh;
+	g->ops[opi].ip[P_D] = d;
+	g->ops[opi].ip[P_LQ] = lq;
+	g->ops[opi].ip[P_LK] = lk;
+	g->ops[opi].ip[P_QB] = d <= 64 ? 4 : d <= 128 ? 2 : 1;
+	g->ops[opi].fp[0] = scale;
+	g->ops[opi].flops = 4.0 * bh * (double)d * lq * lk;
+	return y;
+}
