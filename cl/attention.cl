@@ -101,3 +101,109 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 			out[out_off + ((size_t)b * D + e) * LQ + i0 + r] = acc[r][e] * inv;
 	}
 }
+
+/* The same with explicit SIMD (CPU-class devices; VE must divide D):
+ * scores of 16 keys at once as a float16, from channel-major keys
+ * k[b][e][j] (one vector load per e, shared by the QB queries); the values
+ * token-major vt[b][j][e], accumulated in VE-wide vectors along e. */
+#ifdef VE
+#define VEC CU_CAT(float, VE)
+#define VLOADE CU_CAT(vload, VE)
+#define NV (D / VE)
+
+__kernel void attention_fused_v_f32(__global const float *q, uint q_off, __global const float *k,
+				    uint k_off, __global const float *vt, uint vt_off,
+				    __global float *out, uint out_off, int LQ, int LK, float scale)
+{
+	const int i0 = get_global_id(0) * QB, b = get_global_id(1);
+	__global const float *qb = q + q_off + (size_t)b * D * LQ;
+	__global const float *kb = k + k_off + (size_t)b * D * LK;
+	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
+	float qv[QB][D], m[QB], l[QB];
+	VEC acc[QB][NV];
+
+	#pragma unroll
+	for (int r = 0; r < QB; r++) {
+		const int i = min(i0 + r, LQ - 1);
+		for (int e = 0; e < D; e++)
+			qv[r][e] = qb[(size_t)e * LQ + i] * scale;
+		#pragma unroll
+		for (int c = 0; c < NV; c++)
+			acc[r][c] = 0.0f;
+		m[r] = -INFINITY;
+		l[r] = 0.0f;
+	}
+	for (int j0 = 0; j0 < LK; j0 += 16) {
+		const int full = j0 + 16 <= LK;
+		float16 s[QB];
+		#pragma unroll
+		for (int r = 0; r < QB; r++)
+			s[r] = 0.0f;
+		for (int e = 0; e < D; e++) {
+			__global const float *ke = kb + (size_t)e * LK + j0;
+			float16 kv;
+			if (full) {
+				kv = vload16(0, ke);
+			} else {
+				float t[16];
+				for (int x = 0; x < 16; x++)
+					t[x] = j0 + x < LK ? ke[x] : 0.0f;
+				kv = vload16(0, t);
+			}
+			#pragma unroll
+			for (int r = 0; r < QB; r++)
+				s[r] = fma((float16)(qv[r][e]), kv, s[r]);
+		}
+		if (!full) { /* keys past the end take no weight */
+			const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+			#pragma unroll
+			for (int r = 0; r < QB; r++)
+				s[r] = select(s[r], (float16)(-INFINITY), lane >= (int16)(LK - j0));
+		}
+		#pragma unroll
+		for (int r = 0; r < QB; r++) {
+			float8 h8 = fmax(s[r].lo, s[r].hi);
+			float4 h4 = fmax(h8.lo, h8.hi);
+			float2 h2 = fmax(h4.lo, h4.hi);
+			const float mnew = fmax(m[r], fmax(h2.x, h2.y));
+			const float keep = exp(m[r] - mnew);
+			s[r] = exp(s[r] - mnew);
+			h8 = s[r].lo + s[r].hi;
+			h4 = h8.lo + h8.hi;
+			h2 = h4.lo + h4.hi;
+			l[r] = l[r] * keep + (h2.x + h2.y);
+			m[r] = mnew;
+			#pragma unroll
+			for (int c = 0; c < NV; c++)
+				acc[r][c] *= keep;
+		}
+		{
+			const int nk = full ? 16 : LK - j0;
+			float p[QB][16];
+			#pragma unroll
+			for (int r = 0; r < QB; r++)
+				vstore16(s[r], 0, p[r]);
+			for (int jj = 0; jj < nk; jj++) {
+				__global const float *vj = vb + (size_t)(j0 + jj) * D;
+				#pragma unroll
+				for (int c = 0; c < NV; c++) {
+					const VEC vv = VLOADE(c, vj);
+					#pragma unroll
+					for (int r = 0; r < QB; r++)
+						acc[r][c] = fma((VEC)(p[r][jj]), vv, acc[r][c]);
+				}
+			}
+		}
+	}
+	for (int r = 0; r < QB; r++) {
+		if (i0 + r >= LQ)
+			break;
+		const float inv = 1.0f / l[r];
+		float o[D];
+		for (int c = 0; c < NV; c++)
+			CU_CAT(vstore, VE)(acc[r][c] * inv, c, o);
+		for (int e = 0; e < D; e++)
+			out[out_off + ((size_t)b * D + e) * LQ + i0 + r] = o[e];
+	}
+}
+#endif

@@ -90,7 +90,24 @@ __kernel void group_norm_f32(__global const float *x, uint x_off, __global const
 #if RES
 		__global const float *rc = res + res_off + (size_t)grp * span + (size_t)c * HW;
 #endif
-		for (int j = l; j < HW; j += LS) {
+		int j0 = l;
+#if LS == 1
+		for (; j0 + 8 <= HW; j0 += 8) {
+			float8 v = fma(vload8(0, xc + j0) - mean, (float8)a, (float8)b);
+#if SS
+			v = fma(v, (float8)sc, (float8)sh);
+#endif
+			v = cu_act8(v, ACT);
+#if POST
+			v += pb;
+#endif
+#if RES
+			v += vload8(0, rc + j0);
+#endif
+			vstore8(v, 0, yc + j0);
+		}
+#endif
+		for (int j = j0; j < HW; j += LS) {
 			float v = fma(xc[j] - mean, a, b);
 #if SS
 			v = fma(v, sc, sh);
@@ -130,4 +147,114 @@ __kernel void softmax_rows_f32(__global const float *x, uint x_off, __global flo
 	float inv = 1.0f / s;
 	for (int j = 0; j < cols; j++)
 		yr[j] *= inv;
+}
+
+/* GroupNorm split for groups too few to keep the device busy (GroupNorm(1,
+ * C) over a long sequence): group_norm_stats_f32 gives each of `chunks`
+ * work-items per group a slice of the span and stores its (mean, M2) from two
+ * passes over the slice; group_norm_apply_f32 combines a group's slices
+ * (Chan et al.'s parallel formula) and normalises its own slice, with the
+ * same epilogue as group_norm_f32. Global range: (chunks, N * G). */
+__kernel void group_norm_stats_f32(__global const float *x, uint x_off, __global float *stats,
+				   uint stats_off, int C, int HW, int G, int chunks)
+{
+	const int c = get_global_id(0), grp = get_global_id(1);
+	const int span = (C / G) * HW, per = (span + chunks - 1) / chunks;
+	const int lo = min(c * per, span), hi = min(lo + per, span);
+	__global const float *xs = x + x_off + (size_t)grp * span;
+	float8 a8 = 0.0f;
+	float a = 0.0f;
+	int i = lo;
+	for (; i + 8 <= hi; i += 8)
+		a8 += vload8(0, xs + i);
+	for (; i < hi; i++)
+		a += xs[i];
+	a += ((a8.s0 + a8.s1) + (a8.s2 + a8.s3)) + ((a8.s4 + a8.s5) + (a8.s6 + a8.s7));
+	const float mean = hi > lo ? a / (float)(hi - lo) : 0.0f;
+	float8 v8 = 0.0f;
+	float v = 0.0f;
+	for (i = lo; i + 8 <= hi; i += 8) {
+		float8 d = vload8(0, xs + i) - mean;
+		v8 = fma(d, d, v8);
+	}
+	for (; i < hi; i++) {
+		float d = xs[i] - mean;
+		v = fma(d, d, v);
+	}
+	v += ((v8.s0 + v8.s1) + (v8.s2 + v8.s3)) + ((v8.s4 + v8.s5) + (v8.s6 + v8.s7));
+	stats[stats_off + ((size_t)grp * chunks + c) * 2] = mean;
+	stats[stats_off + ((size_t)grp * chunks + c) * 2 + 1] = v;
+}
+
+__kernel void group_norm_apply_f32(__global const float *x, uint x_off, __global const float *stats,
+				   uint stats_off, __global const float *gamma, uint g_off,
+				   __global const float *beta, uint b_off, __global const float *ss,
+				   uint ss_off, __global const float *post, uint post_off,
+				   __global const float *res, uint res_off, __global float *y,
+				   uint y_off, int C, int HW, int G, int chunks, float eps)
+{
+	const int c = get_global_id(0), grp = get_global_id(1);
+	const int n = grp / G, g = grp - n * G, cpg = C / G;
+	const int span = cpg * HW, per = (span + chunks - 1) / chunks;
+	const int lo = min(c * per, span), hi = min(lo + per, span);
+	__global const float *st = stats + stats_off + (size_t)grp * chunks * 2;
+	float mean = 0.0f, m2 = 0.0f;
+	for (int k = 0; k < chunks; k++) { /* the mean, weighted by slice lengths */
+		const int klo = min(k * per, span), khi = min(klo + per, span);
+		mean += st[2 * k] * (float)(khi - klo);
+	}
+	mean /= (float)span;
+	for (int k = 0; k < chunks; k++) {
+		const int klo = min(k * per, span), khi = min(klo + per, span);
+		const float d = st[2 * k] - mean;
+		m2 += st[2 * k + 1] + d * d * (float)(khi - klo);
+	}
+	const float rstd = 1.0f / sqrt(m2 / (float)span + eps);
+	__global const float *xs = x + x_off + (size_t)grp * span;
+	__global float *ys = y + y_off + (size_t)grp * span;
+	/* channel by channel over the slice: constants per run, no division per element */
+	for (int cc = lo / HW; cc * HW < hi; cc++) {
+		const int ch = g * cpg + cc, a = max(lo, cc * HW), z = min(hi, (cc + 1) * HW);
+#if AFFINE
+		const float sc = rstd * gamma[g_off + ch], sh = beta[b_off + ch];
+#else
+		const float sc = rstd, sh = 0.0f;
+#endif
+#if SS
+		const float s1 = 1.0f + ss[ss_off + (size_t)n * 2 * C + ch];
+		const float s2 = ss[ss_off + (size_t)n * 2 * C + C + ch];
+#endif
+#if POST
+		const float pb = post[post_off + (size_t)n * C + ch];
+#endif
+		int i = a;
+		for (; i + 8 <= z; i += 8) {
+			float8 v = fma(vload8(0, xs + i) - mean, (float8)sc, (float8)sh);
+#if SS
+			v = fma(v, (float8)s1, (float8)s2);
+#endif
+			v = cu_act8(v, ACT);
+#if POST
+			v += pb;
+#endif
+#if RES
+			v += vload8(0, res + res_off + (size_t)grp * span + i);
+#endif
+			vstore8(v, 0, ys + i);
+		}
+		for (; i < z; i++) {
+			float v = fma(xs[i] - mean, sc, sh);
+#if SS
+			v = fma(v, s1, s2);
+#endif
+			v = cu_act(v, ACT);
+#if POST
+			v += pb;
+#endif
+#if RES
+			v += res[res_off + (size_t)grp * span + i];
+#endif
+			ys[i] = v;
+		}
+	}
 }

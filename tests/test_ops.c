@@ -830,6 +830,7 @@ int main(void)
 	test_group_norm(1, 64, 33, 31, 32, 1, 0, CU_ACT_GELU, 1e-6f);
 	test_group_norm(2, 6, 4, 4, 3, 1, 1, CU_ACT_RELU, 1e-5f);
 	test_group_norm(1, 9, 101, 1, 3, 1, 0, CU_ACT_NONE, 1e-5f);
+	test_group_norm(1, 4, 211, 199, 1, 0, 1, CU_ACT_SILU, 1e-5f); /* split form, scale-shift */
 	test_softmax(7, 13, 1.0f);
 	test_softmax(33, 256, 0.125f);
 	test_softmax(1, 1, 1.0f);
@@ -860,6 +861,8 @@ int main(void)
 	test_resample1d(2, 3, 1);                 /* the shortest row reflect padding allows */
 	test_group_norm_post(2, 24, 37, 8);
 	test_group_norm_post(1, 9, 129, 1);
+	test_group_norm_post(1, 3, 40001, 1);     /* long single group: the split form */
+	test_group_norm_post(2, 16, 9999, 2);
 	test_repeat(2, 16, 37);
 	test_attention1d(2, 64, 37, 2);
 	test_attention1d(1, 32, 8, 1);

@@ -21,7 +21,7 @@
 #include "runtime/runtime.h"
 
 #define CU_MAXD 6
-#define CU_MAX_IN 6
+#define CU_MAX_IN 8
 
 typedef enum cu_tkind {
 	CU_T_ACT,    /* produced by an op; lives in the arena */

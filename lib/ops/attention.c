@@ -38,15 +38,27 @@ int op_transpose(cu_graph *g, int x, int batch, int rows, int cols)
 	return y;
 }
 
-enum { P_BH, P_D, P_LQ, P_LK, P_QB };
+enum { P_BH, P_D, P_LQ, P_LK, P_QB, P_VE };
+
+/* The vector width along the head dimension for the SIMD kernel, 0 if none fits. */
+static int head_vector_width(int d)
+{
+	return d % 16 == 0 ? 16 : d % 8 == 0 ? 8 : d % 4 == 0 ? 4 : 0;
+}
 
 static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 {
 	const int *ip = op->ip;
 	char opts[128];
 	clunet_status st;
-	snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16", ip[P_D], ip[P_QB]);
-	st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_f32");
+	if (ip[P_VE]) {
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DVE=%d", ip[P_D],
+			 ip[P_QB], ip[P_VE]);
+		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_v_f32");
+	} else {
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16", ip[P_D], ip[P_QB]);
+		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_f32");
+	}
 	if (!st)
 		st = cu_set_args(p, op, "ttttiif", op->in[0], op->in[1], op->in[2], op->out, ip[P_LQ],
 				 ip[P_LK], (double)op->fp[0]);
@@ -62,7 +74,7 @@ static const cu_op_impl fused_impl = { "attention_fused", fused_prepare, NULL };
 int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, int lk, float scale,
 		       int out_ndim, const int64_t *out_ne)
 {
-	int in[3], y, opi;
+	int in[3], y, opi, ve;
 	if (g->status || q < 0 || k < 0 || v < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
 	if (cu_numel(cu_t(g, q)) != (int64_t)bh * d * lq || cu_numel(cu_t(g, k)) != (int64_t)bh * d * lk ||
@@ -71,8 +83,11 @@ int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, 
 			d, lq, lk);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
+	/* the values token-major; the keys too unless the SIMD kernel reads them
+	 * channel-major (CPU-class devices) */
+	ve = g->rt->is_cpu ? head_vector_width(d) : 0;
 	in[0] = q;
-	in[1] = op_transpose(g, k, bh, d, lk); /* keys and values token-major */
+	in[1] = ve ? k : op_transpose(g, k, bh, d, lk);
 	in[2] = op_transpose(g, v, bh, d, lk);
 	y = cu_graph_act(g, out_ndim, out_ne);
 	if (y >= 0 && cu_numel(cu_t(g, y)) != (int64_t)bh * d * lq) {
@@ -86,7 +101,9 @@ int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, 
 	g->ops[opi].ip[P_D] = d;
 	g->ops[opi].ip[P_LQ] = lq;
 	g->ops[opi].ip[P_LK] = lk;
-	g->ops[opi].ip[P_QB] = d <= 64 ? 4 : d <= 128 ? 2 : 1;
+	g->ops[opi].ip[P_VE] = ve;
+	/* queries per work-item: enough to share each load, few enough for registers */
+	g->ops[opi].ip[P_QB] = ve ? (d <= 32 ? 8 : d <= 64 ? 4 : 2) : (d <= 64 ? 4 : d <= 128 ? 2 : 1);
 	g->ops[opi].fp[0] = scale;
 	g->ops[opi].flops = 4.0 * bh * (double)d * lq * lk;
 	return y;

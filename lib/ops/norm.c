@@ -44,6 +44,59 @@ static clunet_status gn_prepare(cu_plan *p, cu_op *op)
 
 static const cu_op_impl gn_impl = { "group_norm", gn_prepare, NULL };
 
+/* ---- the split form: stats per slice, then combine and apply ---- */
+
+static void gn_options(char *opts, size_t cap, const cu_op *op, int in_affine)
+{
+	snprintf(opts, cap, "-cl-std=CL1.2 -DLS=1 -DACT=%d -DAFFINE=%d -DSS=%d -DPOST=%d -DRES=%d",
+		 op->ip[1], in_affine, op->in[3] >= 0, op->in[4] >= 0, op->in[5] >= 0);
+}
+
+static clunet_status gn_stats_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]);
+	int n = (int)x->ne[0], c = (int)x->ne[1], groups = op->ip[0], chunks = op->ip[2];
+	int hw = (int)(cu_numel(x) / ((int64_t)n * c));
+	clunet_status st = cu_op_kernel(p, op, "norm.cl",
+					"-cl-std=CL1.2 -DLS=1 -DACT=0 -DAFFINE=0 -DSS=0 -DPOST=0 -DRES=0",
+					"group_norm_stats_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttiiii", op->in[0], op->out, c, hw, groups, chunks);
+	cu_op_range(op, 2, (size_t)chunks, (size_t)n * groups, 1);
+	return st;
+}
+static const cu_op_impl gn_stats_impl = { "group_norm", gn_stats_prepare, NULL };
+
+/* inputs: x, gamma, beta, ss, post, res, stats */
+static clunet_status gn_apply_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]);
+	int n = (int)x->ne[0], c = (int)x->ne[1], groups = op->ip[0], chunks = op->ip[2];
+	int hw = (int)(cu_numel(x) / ((int64_t)n * c));
+	char opts[160];
+	clunet_status st;
+	gn_options(opts, sizeof(opts), op, op->in[1] >= 0);
+	st = cu_op_kernel(p, op, "norm.cl", opts, "group_norm_apply_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttttttttiiiif", op->in[0], op->in[6], op->in[1], op->in[2],
+				 op->in[3], op->in[4], op->in[5], op->out, c, hw, groups, chunks,
+				 (double)op->fp[0]);
+	cu_op_range(op, 2, (size_t)chunks, (size_t)n * groups, 1);
+	return st;
+}
+static const cu_op_impl gn_apply_impl = { "group_norm", gn_apply_prepare, NULL };
+
+/* Slices per group: on CPU-class devices, when the groups alone leave cores
+ * idle and a group is long enough to be worth splitting. */
+static int gn_chunks(const cu_graph *g, int64_t n_groups, int64_t span)
+{
+	int64_t want = 4LL * (g->rt->info.compute_units ? g->rt->info.compute_units : 1);
+	if (!g->rt->is_cpu || n_groups >= want || span < 65536)
+		return 1;
+	want = (want + n_groups - 1) / n_groups * 4; /* a few slices per core */
+	return (int)(want > 64 ? 64 : want);
+}
+
 int op_group_norm(cu_graph *g, int x, int gamma, int beta, int groups, float eps, int ss,
 		  cu_act act)
 {
@@ -54,7 +107,7 @@ int op_group_norm_ex(cu_graph *g, int x, int gamma, int beta, int groups, float 
 		     cu_act act, int post, int res)
 {
 	const cu_tensor *xt;
-	int y, opi, in[6];
+	int y, opi, in[7], chunks;
 	char s[96], s2[96];
 	if (g->status || x < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
@@ -79,6 +132,7 @@ int op_group_norm_ex(cu_graph *g, int x, int gamma, int beta, int groups, float 
 			cu_shape_str(cu_t(g, res), s, sizeof(s)), cu_shape_str(xt, s2, sizeof(s2)));
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
+	chunks = gn_chunks(g, xt->ne[0] * groups, cu_numel(xt) / (xt->ne[0] * groups));
 	y = cu_graph_act(g, xt->ndim, xt->ne);
 	in[0] = x;
 	in[1] = gamma;
@@ -86,11 +140,24 @@ int op_group_norm_ex(cu_graph *g, int x, int gamma, int beta, int groups, float 
 	in[3] = ss;
 	in[4] = post;
 	in[5] = res;
-	opi = cu_graph_op(g, &gn_impl, in, 6, y);
+	if (chunks > 1) {
+		int64_t sne = (int64_t)cu_t(g, x)->ne[0] * groups * chunks * 2;
+		int stats = cu_graph_act(g, 1, &sne), so;
+		so = cu_graph_op(g, &gn_stats_impl, &x, 1, stats);
+		if (so < 0)
+			return -1;
+		g->ops[so].ip[0] = groups;
+		g->ops[so].ip[2] = chunks;
+		in[6] = stats;
+		opi = cu_graph_op(g, &gn_apply_impl, in, 7, y);
+	} else {
+		opi = cu_graph_op(g, &gn_impl, in, 6, y);
+	}
 	if (opi < 0)
 		return -1;
 	g->ops[opi].ip[0] = groups;
 	g->ops[opi].ip[1] = act;
+	g->ops[opi].ip[2] = chunks;
 	g->ops[opi].fp[0] = eps;
 	return y;
 }
