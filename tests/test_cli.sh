@@ -21,6 +21,15 @@ case_dir=$fixtures/unet2d/ddpm_cifar10_small
 	&& [ ! -s "$tmp/err" ] && grep -q "wrote sample \[1, 3, 32, 32\]" "$tmp/stdout" \
 	&& ok "run: $(cat "$tmp/stdout")" || fail "run: $(cat "$tmp/err")"
 
+# a 1-D model whose timestep is a Python number (safetensors metadata), and bench --length
+one_d=$fixtures/unet1d/dance_positional_pyfloat
+"$clunet" run --model "$one_d" --inputs "$one_d/inputs.safetensors" --output "$tmp/out1d.st" \
+	> "$tmp/stdout" 2> "$tmp/err" && grep -q "UNet1DModel: wrote sample \[2, 2, 96\]" "$tmp/stdout" \
+	&& ok "run (1-D): $(cat "$tmp/stdout")" || fail "run (1-D): $(cat "$tmp/err")"
+"$clunet" bench --model "$fixtures/unet1d/hopper_planner_h32" --length 64 --runs 1 --json \
+	> "$tmp/b1.json" 2> "$tmp/err" && grep -q '"sample": \[1, 14, 64\]' "$tmp/b1.json" \
+	&& ok "bench --length" || fail "bench --length: $(cat "$tmp/err")"
+
 # one-line errors and non-zero exit statuses
 expect_error() { # what, needle, command...
 	local what=$1 needle=$2
@@ -46,6 +55,9 @@ expect_error "output folder missing" "no/such/dir" \
 expect_error "unknown option" "--frobnicate" "$clunet" run --frobnicate 3
 expect_error "device that does not exist" "matches no OpenCL device" \
 	"$clunet" run --device "no-such-device" --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st"
+
+expect_error "bench at a length the layout refuses" "multiple of 8" \
+	"$clunet" bench --model "$fixtures/unet1d/hopper_planner_h32" --length 60 --runs 1
 
 # device choice: index, platform:device, name substring, environment
 name=$(sed -n 's/^device 0:0  //p' "$tmp/info" | head -1)
