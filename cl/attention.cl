@@ -5,8 +5,9 @@
  * (j < LK); out[b][e][i] = sum_j softmax_j(scale * q_i . k_j) v_j[e].
  * A work-item owns QB queries and walks all keys in blocks of KB: the block's
  * scores, one rescale of the running sum and accumulators per block, then the
- * weighted values. Scores are never stored.
- * Defines: D (head dim), QB, KB.
+ * weighted values. Scores are never stored. With MASK, mask[b / heads][j] is
+ * added to every score of key j (attention masks as additive biases).
+ * Defines: D (head dim), QB, KB, MASK.
  *
  * transpose_f32: [batch][R][C] -> [batch][C][R]. */
 
@@ -21,7 +22,8 @@ __kernel void transpose_f32(__global const float *x, uint x_off, __global float 
 
 __kernel void attention_fused_f32(__global const float *q, uint q_off, __global const float *kt,
 				  uint kt_off, __global const float *vt, uint vt_off,
-				  __global float *out, uint out_off, int LQ, int LK, float scale)
+				  __global const float *mask, uint m_off, __global float *out,
+				  uint out_off, int LQ, int LK, int heads, float scale)
 {
 	const int i0 = get_global_id(0) * QB, b = get_global_id(1);
 	__global const float *qb = q + q_off + (size_t)b * D * LQ;
@@ -63,10 +65,15 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 				for (int r = 0; r < QB; r++)
 					dot[r] = fma(qv[r][e], kv, dot[r]);
 			}
+#if MASK
+			const float mb = mask[m_off + (size_t)(b / heads) * LK + j0 + jj];
+#else
+			const float mb = 0.0f;
+#endif
 			#pragma unroll
 			for (int r = 0; r < QB; r++) {
-				s[r][jj] = dot[r];
-				bmax[r] = fmax(bmax[r], dot[r]);
+				s[r][jj] = dot[r] + mb;
+				bmax[r] = fmax(bmax[r], s[r][jj]);
 			}
 		}
 		#pragma unroll
@@ -113,7 +120,8 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 
 __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __global const float *k,
 				    uint k_off, __global const float *vt, uint vt_off,
-				    __global float *out, uint out_off, int LQ, int LK, float scale)
+				    __global const float *mask, uint m_off, __global float *out,
+				    uint out_off, int LQ, int LK, int heads, float scale)
 {
 	const int i0 = get_global_id(0) * QB, b = get_global_id(1);
 	__global const float *qb = q + q_off + (size_t)b * D * LQ;
@@ -154,6 +162,23 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 			for (int r = 0; r < QB; r++)
 				s[r] = fma((float16)(qv[r][e]), kv, s[r]);
 		}
+#if MASK
+		{
+			__global const float *mr = mask + m_off + (size_t)(b / heads) * LK + j0;
+			float16 mv;
+			if (full) {
+				mv = vload16(0, mr);
+			} else {
+				float t[16];
+				for (int x = 0; x < 16; x++)
+					t[x] = j0 + x < LK ? mr[x] : 0.0f;
+				mv = vload16(0, t);
+			}
+			#pragma unroll
+			for (int r = 0; r < QB; r++)
+				s[r] += mv;
+		}
+#endif
 		if (!full) { /* keys past the end take no weight */
 			const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 			#pragma unroll

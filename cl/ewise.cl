@@ -200,3 +200,41 @@ __kernel void repeat_len_f32(__global const float *x, uint x_off, __global float
 	if (l < len && r < rows)
 		y[y_off + (size_t)r * len + l] = x[x_off + r];
 }
+
+/* GEGLU on channel-major [N, 2F, P]: y[n][f][p] = x[n][f][p] * gelu(x[n][F + f][p]),
+ * the first half the value, the second the gate (exact-erf GELU). */
+__kernel void geglu_f32(__global const float *x, uint x_off, __global float *y, uint y_off, int n,
+			int F, int P)
+{
+	int i = get_global_id(0);
+	if (i >= n)
+		return;
+	int per = F * P, b = i / per, r = i - b * per;
+	__global const float *xb = x + x_off + (size_t)b * 2 * per;
+	y[y_off + i] = xb[r] * cu_act(xb[per + r], CU_ACT_GELU);
+}
+
+/* Mean over the last dimension: [R, L] -> [R]. */
+__kernel void mean_last_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+			    int rows, int len)
+{
+	int r = get_global_id(0);
+	if (r >= rows)
+		return;
+	__global const float *xr = x + x_off + (size_t)r * len;
+	float s = 0.0f;
+	for (int j = 0; j < len; j++)
+		s += xr[j];
+	y[y_off + r] = s / (float)len;
+}
+
+/* Concatenation along the last dimension: [R, La] + [R, Lb] -> [R, La + Lb]. */
+__kernel void concat_last_f32(__global const float *a, uint a_off, __global const float *b,
+			      uint b_off, __global float *y, uint y_off, int rows, int la, int lb)
+{
+	int j = get_global_id(0), r = get_global_id(1);
+	if (j >= la + lb || r >= rows)
+		return;
+	y[y_off + (size_t)r * (la + lb) + j] =
+		j < la ? a[a_off + (size_t)r * la + j] : b[b_off + (size_t)r * lb + j - la];
+}

@@ -258,3 +258,77 @@ __kernel void group_norm_apply_f32(__global const float *x, uint x_off, __global
 		}
 	}
 }
+
+/* LayerNorm over the channels of a channel-major [N, C, P] tensor, for each
+ * (n, p): y = (x - mean_c) / sqrt(var_c + eps) * gamma[c] + beta[c] (biased
+ * variance, PyTorch's semantics). A work-item normalises 16 neighbouring
+ * positions as one vector, so every load is contiguous.
+ * Global range: (ceil(P / 16), N). */
+__kernel void layer_norm_cm_f32(__global const float *x, uint x_off, __global const float *gamma,
+				uint g_off, __global const float *beta, uint b_off, __global float *y,
+				uint y_off, int C, int P, float eps)
+{
+	const int p0 = get_global_id(0) * 16, n = get_global_id(1);
+	__global const float *xn = x + x_off + (size_t)n * C * P;
+	__global float *yn = y + y_off + (size_t)n * C * P;
+	if (p0 + 16 <= P) {
+		float16 s = 0.0f;
+		for (int c = 0; c < C; c++)
+			s += vload16(0, xn + (size_t)c * P + p0);
+		const float16 mean = s / (float)C;
+		float16 v = 0.0f;
+		for (int c = 0; c < C; c++) {
+			const float16 d = vload16(0, xn + (size_t)c * P + p0) - mean;
+			v = fma(d, d, v);
+		}
+		const float16 rstd = 1.0f / sqrt(v / (float)C + eps);
+		for (int c = 0; c < C; c++) {
+			const float16 d = vload16(0, xn + (size_t)c * P + p0) - mean;
+			vstore16(fma(d * rstd, (float16)gamma[g_off + c], (float16)beta[b_off + c]), 0,
+				 yn + (size_t)c * P + p0);
+		}
+		return;
+	}
+	for (int p = p0; p < P; p++) { /* the ragged last positions */
+		float s = 0.0f;
+		for (int c = 0; c < C; c++)
+			s += xn[(size_t)c * P + p];
+		const float mean = s / (float)C;
+		float v = 0.0f;
+		for (int c = 0; c < C; c++) {
+			const float d = xn[(size_t)c * P + p] - mean;
+			v = fma(d, d, v);
+		}
+		const float rstd = 1.0f / sqrt(v / (float)C + eps);
+		for (int c = 0; c < C; c++)
+			yn[(size_t)c * P + p] = fma((xn[(size_t)c * P + p] - mean) * rstd, gamma[g_off + c],
+						    beta[b_off + c]);
+	}
+}
+
+/* Row softmax whose scores get an additive bias per key first (attention
+ * masks, already (1 - m) * -10000): rows of cols keys, row r belongs to
+ * batch item r / rows_per_item; bias[item][key]. */
+__kernel void softmax_bias_rows_f32(__global const float *x, uint x_off, __global const float *bias,
+				    uint b_off, __global float *y, uint y_off, int rows, int cols,
+				    int rows_per_item)
+{
+	int r = get_global_id(0);
+	if (r >= rows)
+		return;
+	__global const float *xr = x + x_off + (size_t)r * cols;
+	__global const float *br = bias + b_off + (size_t)(r / rows_per_item) * cols;
+	__global float *yr = y + y_off + (size_t)r * cols;
+	float m = -INFINITY;
+	for (int j = 0; j < cols; j++)
+		m = fmax(m, xr[j] + br[j]);
+	float s = 0.0f;
+	for (int j = 0; j < cols; j++) {
+		float e = exp(xr[j] + br[j] - m);
+		yr[j] = e;
+		s += e;
+	}
+	float inv = 1.0f / s;
+	for (int j = 0; j < cols; j++)
+		yr[j] *= inv;
+}

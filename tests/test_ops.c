@@ -803,8 +803,8 @@ static void test_attention_fused(int bh, int d, int lq, int lk)
 	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d", bh, d, lq, lk);
 	h_check(&h, op_attention_fused(h.g, h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * lq }),
 				       h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
-				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), bh, d, lq, lk,
-				       (float)scale, 3, (int64_t[]){ bh, d, lq }),
+				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), -1, 1, bh, d,
+				       lq, lk, (float)scale, 3, (int64_t[]){ bh, d, lq }),
 		want, (size_t)bh * d * lq, 1e-5, what);
 	free(q), free(k), free(v), free(want), free(s);
 }

@@ -133,25 +133,28 @@ int nn_attention_fused(const nn_ctx *c, int64_t score_elems)
 	return score_elems * 4 > (32ll << 20);
 }
 
-int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a)
+int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int res,
+		 const nn_attn_cfg *a)
 {
 	char p[512];
 	const cu_tensor *xt;
-	int n, ch, hh, ww, l, inner, d = a->dim_head, heads = a->heads, h, q, k, v, s, o, one_d;
+	int n, ch, hh, ww, lq, lk, inner, d = a->dim_head, heads = a->heads, h, kv, q, k, v, s, o;
+	int one_d, qkv_bias = !a->no_qkv_bias, ctx_ch;
 	gemm_args ga;
 	conv_args ca;
 	int64_t sne[3];
 
-	if (c->g->status || x < 0)
-		return -1;
+	if (c->g->status || x < 0 || (a->ctx_dim && ctx < 0))
+		return cu_graph_fail(c->g, c->g->status ? c->g->status : CLUNET_ERR_ARGUMENT);
 	xt = cu_t(c->g, x); /* read now: building moves the tensor array */
 	n = (int)xt->ne[0];
 	ch = (int)xt->ne[1];
 	hh = xt->ndim == 4 ? (int)xt->ne[2] : 1;
 	ww = (int)xt->ne[xt->ndim - 1];
 	one_d = xt->ndim == 3;
-	xt = NULL;
-	l = hh * ww;
+	lq = hh * ww;
+	lk = a->ctx_dim ? (int)cu_t(c->g, ctx)->ne[2] : lq;
+	ctx_ch = a->ctx_dim ? a->ctx_dim : ch;
 	inner = heads * d;
 
 	h = x;
@@ -159,65 +162,75 @@ int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg
 		P(p, "%s.group_norm", prefix);
 		h = nn_group_norm(c, p, x, a->groups, a->eps, 1, -1, CU_ACT_NONE);
 	}
-	/* the projections run on [N, C, H*W]: channel-major q, k, v */
-	if (one_d) /* [N, C, L] as [N, C, 1, L] */
-		h = cu_reshape(c->g, h, 4, (int64_t[]){ n, ch, 1, ww });
+	kv = a->ctx_dim ? ctx : h;
+	/* the projections run channel-major: q [N, inner, Lq], k and v [N, inner, Lk] */
 	P(p, "%s.%s", prefix, a->names_1d ? "query" : "to_q");
-	q = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
+	q = nn_linear(c, p, h, ch, inner, qkv_bias, CU_ACT_NONE);
 	P(p, "%s.%s", prefix, a->names_1d ? "key" : "to_k");
-	k = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
+	k = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
 	P(p, "%s.%s", prefix, a->names_1d ? "value" : "to_v");
-	v = nn_linear(c, p, h, ch, inner, 1, CU_ACT_NONE);
+	v = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
+	if (mask >= 0 && cu_numel(cu_t(c->g, mask)) != (int64_t)n * lk) {
+		cu_fail(CLUNET_ERR_INPUT, "%s: the attention mask has %lld values per item, but the "
+			"attention has %d keys", prefix, (long long)(cu_numel(cu_t(c->g, mask)) / n), lk);
+		return cu_graph_fail(c->g, CLUNET_ERR_INPUT);
+	}
 
-	if (nn_attention_fused(c, (int64_t)n * heads * l * l)) {
-		o = op_attention_fused(c->g, q, k, v, n * heads, d, l, l,
+	if (nn_attention_fused(c, (int64_t)n * heads * lq * lk)) {
+		o = op_attention_fused(c->g, q, k, v, mask, heads, n * heads, d, lq, lk,
 				       (float)(1.0 / sqrt((double)d)), 4,
 				       (int64_t[]){ n, inner, hh, ww });
 		goto project;
 	}
-	/* scores[b, i, j] = scale * sum_d q[b, d, i] k[b, d, j], b over N * heads */
+	/* scores[b, i, j] = scale * sum_e q[b, e, i] k[b, e, j], b over N * heads */
 	memset(&ga, 0, sizeof(ga));
 	ga.trans_a = 1;
-	ga.m = l;
-	ga.n = l;
+	ga.m = lq;
+	ga.n = lk;
 	ga.k = d;
-	ga.lda = l;
-	ga.ldb = l;
-	ga.ldc = l;
-	ga.stride_a = ga.stride_b = (long)d * l;
-	ga.stride_c = (long)l * l;
+	ga.lda = lq;
+	ga.ldb = lk;
+	ga.ldc = lk;
+	ga.stride_a = (long)d * lq;
+	ga.stride_b = (long)d * lk;
+	ga.stride_c = (long)lq * lk;
 	ga.batch = n * heads;
 	ga.alpha = (float)(1.0 / sqrt((double)d));
 	sne[0] = (int64_t)n * heads;
-	sne[1] = l;
-	sne[2] = l;
+	sne[1] = lq;
+	sne[2] = lk;
 	s = op_gemm(c->g, q, k, &ga, 3, sne);
-	s = op_softmax(c->g, s, 1.0f);
+	s = mask >= 0 ? op_softmax_bias(c->g, s, mask, heads * lq) : op_softmax(c->g, s, 1.0f);
 
-	/* out[b, d, i] = sum_j v[b, d, j] probs[b, i, j] */
+	/* out[b, e, i] = sum_j v[b, e, j] probs[b, i, j] */
 	memset(&ga, 0, sizeof(ga));
 	ga.trans_b = 1;
 	ga.m = d;
-	ga.n = l;
-	ga.k = l;
-	ga.lda = l;
-	ga.ldb = l;
-	ga.ldc = l;
-	ga.stride_a = (long)d * l;
-	ga.stride_b = (long)l * l;
-	ga.stride_c = (long)d * l;
+	ga.n = lq;
+	ga.k = lk;
+	ga.lda = lk;
+	ga.ldb = lk;
+	ga.ldc = lq;
+	ga.stride_a = (long)d * lk;
+	ga.stride_b = (long)lq * lk;
+	ga.stride_c = (long)d * lq;
 	ga.batch = n * heads;
 	ga.alpha = 1.0f;
 	o = op_gemm(c->g, v, s, &ga, 4, (int64_t[]){ n, inner, hh, ww });
 
 project:
 	conv_args_init(&ca, 0);
-	ca.res = a->residual ? x : -1;
-	ca.out_div = a->rescale;
+	ca.res = res;
+	ca.out_div = a->rescale ? a->rescale : 1.0f;
 	if (one_d) /* back to [N, C, L] */
 		o = cu_reshape(c->g, o, 3, (int64_t[]){ n, inner, ww });
 	P(p, "%s.%s", prefix, a->names_1d ? "proj_attn" : "to_out.0");
 	return nn_linear_ex(c, p, o, inner, ch, 1, &ca);
+}
+
+int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a)
+{
+	return nn_attention(c, prefix, x, -1, -1, a->residual ? x : -1, a);
 }
 
 /* ---- 1-D blocks ---- */
@@ -279,4 +292,81 @@ int nn_residual_temporal1d(nn_ctx *c, const char *prefix, int x, int t, int in, 
 	h = nn_conv1d(c, p, h, out, out, 5, 1, &a);
 	P(p, "%s.conv_out.group_norm", prefix);
 	return nn_group_norm_ex(c, p, h, 8, 1e-5f, -1, CU_ACT_MISH, -1, res);
+}
+
+/* ---- Transformer2DModel / BasicTransformerBlock (models/attention.py) ---- */
+
+static int layer_norm(nn_ctx *c, const char *prefix, int x, float eps)
+{
+	int64_t ch;
+	if (c->g->status || x < 0)
+		return -1;
+	ch = cu_t(c->g, x)->ne[1];
+	return op_layer_norm(c->g, x, nn_weight(c, NN_W_NORM_SCALE, 1, &ch, "%s.weight", prefix),
+			     nn_weight(c, NN_W_NORM_SHIFT, 1, &ch, "%s.bias", prefix), eps);
+}
+
+/* LN -> attn1 (+h) -> [LN -> attn2 (+h)] -> LN -> GEGLU feed-forward (+h),
+ * all channel-major over [N, dim, H, W]. */
+static int basic_transformer(nn_ctx *c, const char *prefix, int h, int ctx, int self_mask,
+			     int cross_mask, const nn_transformer_cfg *t, int dim)
+{
+	char p[560]; /* the prefix (< 512) and a suffix */
+	nn_attn_cfg a;
+	conv_args ca;
+	int nrm, f;
+	memset(&a, 0, sizeof(a));
+	a.heads = t->heads;
+	a.dim_head = t->dim_head;
+	a.no_qkv_bias = 1; /* attention_bias=False; to_out keeps its bias */
+	a.channels = dim;
+
+	P(p, "%s.norm1", prefix);
+	nrm = layer_norm(c, p, h, 1e-5f);
+	a.ctx_dim = t->only_cross ? t->cross_dim : 0;
+	P(p, "%s.attn1", prefix);
+	h = nn_attention(c, p, nrm, t->only_cross ? ctx : -1, self_mask, h, &a);
+	if (t->cross_dim || t->double_self) {
+		P(p, "%s.norm2", prefix);
+		nrm = layer_norm(c, p, h, 1e-5f);
+		a.ctx_dim = t->double_self ? 0 : t->cross_dim;
+		P(p, "%s.attn2", prefix);
+		h = nn_attention(c, p, nrm, t->double_self ? -1 : ctx, t->double_self ? -1 : cross_mask,
+				 h, &a);
+	}
+	P(p, "%s.norm3", prefix);
+	nrm = layer_norm(c, p, h, 1e-5f);
+	P(p, "%s.ff.net.0.proj", prefix);
+	f = op_geglu(c->g, nn_linear(c, p, nrm, dim, 8 * dim, 1, CU_ACT_NONE));
+	conv_args_init(&ca, 0);
+	ca.res = h;
+	P(p, "%s.ff.net.2", prefix);
+	return nn_linear_ex(c, p, f, 4 * dim, dim, 1, &ca);
+}
+
+int nn_transformer2d(nn_ctx *c, const char *prefix, int x, int ctx, int self_mask, int cross_mask,
+		     const nn_transformer_cfg *t)
+{
+	char p[512];
+	int h, inner = t->heads * t->dim_head;
+	conv_args ca;
+	P(p, "%s.norm", prefix);
+	h = nn_group_norm(c, p, x, t->groups, 1e-6f, 1, -1, CU_ACT_NONE);
+	P(p, "%s.proj_in", prefix);
+	if (t->linear_proj) {
+		h = nn_linear(c, p, h, t->channels, inner, 1, CU_ACT_NONE);
+	} else {
+		conv_args_init(&ca, 0);
+		h = nn_conv2d(c, p, h, t->channels, inner, 1, 1, &ca);
+	}
+	for (int i = 0; i < t->layers; i++) {
+		P(p, "%s.transformer_blocks.%d", prefix, i);
+		h = basic_transformer(c, p, h, ctx, self_mask, cross_mask, t, inner);
+	}
+	conv_args_init(&ca, 0);
+	ca.res = x; /* output = proj_out(h) + residual */
+	P(p, "%s.proj_out", prefix);
+	if (t->linear_proj)
+		return nn_linear_ex(c, p, h, inner, t->channels, 1, &ca);
+	return nn_conv2d(c, p, h, inner, t->channels, 1, 1, &ca);
 }

@@ -126,12 +126,37 @@ typedef struct nn_attn_cfg {
 	float rescale;
 	int residual;
 	int names_1d; /* SelfAttention1d's query/key/value/proj_attn, not to_q/.../to_out.0 */
+	int no_qkv_bias; /* to_q/to_k/to_v without bias (transformer blocks) */
+	int ctx_dim;  /* cross-attention: width of the context; 0 for self-attention */
 } nn_attn_cfg;
 
 /* Whether attention with this many scores runs fused (no score matrix). */
 int nn_attention_fused(const nn_ctx *c, int64_t score_elems);
-/* Over the pixels of [N, C, H, W] or the positions of [N, C, L]. */
+/* diffusers' Attention (AttnProcessor math) over the pixels of [N, C, H, W]
+ * or the positions of [N, C, L]: queries from x, keys and values from the
+ * channel-major context ctx [N, ctx_dim, L] (or from x), an additive mask
+ * [N, keys] or -1, and to_out's output + res (or -1), / rescale. */
+int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int res,
+		 const nn_attn_cfg *a);
+/* Self-attention with x as the residual when a->residual. */
 int nn_spatial_attention(nn_ctx *c, const char *prefix, int x, const nn_attn_cfg *a);
+
+/* ---- Transformer2DModel (continuous input) ---- */
+
+typedef struct nn_transformer_cfg {
+	int channels;       /* in_channels */
+	int heads, dim_head;
+	int layers;
+	int groups;         /* GroupNorm groups (eps 1e-6) */
+	int linear_proj;    /* use_linear_projection */
+	int only_cross;     /* attn1 attends to the context too */
+	int cross_dim;      /* cross_attention_dim (0: no attn2) */
+	int double_self;    /* attn2 is a second self-attention */
+} nn_transformer_cfg;
+
+/* x [N, C, H, W]; ctx [N, cross_dim, L] channel-major; masks [N, keys] or -1. */
+int nn_transformer2d(nn_ctx *c, const char *prefix, int x, int ctx, int self_mask, int cross_mask,
+		     const nn_transformer_cfg *t);
 
 /* ---- 1-D blocks (models/unets/unet_1d_blocks.py, resnet.py) ---- */
 

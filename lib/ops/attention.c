@@ -8,8 +8,8 @@
 static clunet_status transpose_prepare(cu_plan *p, cu_op *op)
 {
 	int batch = op->ip[0], rows = op->ip[1], cols = op->ip[2];
-	clunet_status st = cu_op_kernel(p, op, "attention.cl", "-cl-std=CL1.2 -DD=1 -DQB=1 -DKB=1",
-					"transpose_f32");
+	clunet_status st = cu_op_kernel(p, op, "attention.cl",
+					"-cl-std=CL1.2 -DD=1 -DQB=1 -DKB=1 -DMASK=0", "transpose_f32");
 	if (!st)
 		st = cu_set_args(p, op, "ttiii", op->in[0], op->out, batch, rows, cols);
 	cu_op_range(op, 3, (size_t)cols, (size_t)rows, (size_t)batch);
@@ -38,7 +38,7 @@ int op_transpose(cu_graph *g, int x, int batch, int rows, int cols)
 	return y;
 }
 
-enum { P_BH, P_D, P_LQ, P_LK, P_QB, P_VE };
+enum { P_BH, P_D, P_LQ, P_LK, P_QB, P_VE, P_HEADS };
 
 /* The vector width along the head dimension for the SIMD kernel, 0 if none fits. */
 static int head_vector_width(int d)
@@ -52,16 +52,17 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 	char opts[128];
 	clunet_status st;
 	if (ip[P_VE]) {
-		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DVE=%d", ip[P_D],
-			 ip[P_QB], ip[P_VE]);
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DVE=%d -DMASK=%d",
+			 ip[P_D], ip[P_QB], ip[P_VE], op->in[3] >= 0);
 		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_v_f32");
 	} else {
-		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16", ip[P_D], ip[P_QB]);
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DMASK=%d", ip[P_D],
+			 ip[P_QB], op->in[3] >= 0);
 		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_f32");
 	}
 	if (!st)
-		st = cu_set_args(p, op, "ttttiif", op->in[0], op->in[1], op->in[2], op->out, ip[P_LQ],
-				 ip[P_LK], (double)op->fp[0]);
+		st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
+				 ip[P_LQ], ip[P_LK], ip[P_HEADS], (double)op->fp[0]);
 	cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB], (size_t)ip[P_BH], 1);
 	if (p->rt->is_cpu) {
 		op->use_lws = 1;
@@ -71,10 +72,10 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 }
 static const cu_op_impl fused_impl = { "attention_fused", fused_prepare, NULL };
 
-int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, int lk, float scale,
-		       int out_ndim, const int64_t *out_ne)
+int op_attention_fused(cu_graph *g, int q, int k, int v, int mask, int heads, int bh, int d, int lq,
+		       int lk, float scale, int out_ndim, const int64_t *out_ne)
 {
-	int in[3], y, opi, ve;
+	int in[4], y, opi, ve;
 	if (g->status || q < 0 || k < 0 || v < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
 	if (cu_numel(cu_t(g, q)) != (int64_t)bh * d * lq || cu_numel(cu_t(g, k)) != (int64_t)bh * d * lk ||
@@ -89,12 +90,17 @@ int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, 
 	in[0] = q;
 	in[1] = ve ? k : op_transpose(g, k, bh, d, lk);
 	in[2] = op_transpose(g, v, bh, d, lk);
+	in[3] = mask;
+	if (mask >= 0 && cu_numel(cu_t(g, mask)) != (int64_t)(bh / heads) * lk) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "attention: the mask does not hold %d keys per batch item", lk);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
 	y = cu_graph_act(g, out_ndim, out_ne);
 	if (y >= 0 && cu_numel(cu_t(g, y)) != (int64_t)bh * d * lq) {
 		cu_fail(CLUNET_ERR_ARGUMENT, "attention: output shape does not hold the result");
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
-	opi = cu_graph_op(g, &fused_impl, in, 3, y);
+	opi = cu_graph_op(g, &fused_impl, in, 4, y);
 	if (opi < 0)
 		return -1;
 	g->ops[opi].ip[P_BH] = bh;
@@ -102,6 +108,7 @@ int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, 
 	g->ops[opi].ip[P_LQ] = lq;
 	g->ops[opi].ip[P_LK] = lk;
 	g->ops[opi].ip[P_VE] = ve;
+	g->ops[opi].ip[P_HEADS] = heads;
 	/* queries per work-item: enough to share each load, few enough for registers */
 	g->ops[opi].ip[P_QB] = ve ? (d <= 32 ? 8 : d <= 64 ? 4 : 2) : (d <= 64 ? 4 : d <= 128 ? 2 : 1);
 	g->ops[opi].fp[0] = scale;

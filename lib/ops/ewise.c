@@ -448,3 +448,89 @@ int op_repeat_len(cu_graph *g, int x, int len)
 	y = cu_graph_act(g, 3, ne);
 	return cu_graph_op(g, &repeat_impl, &x, 1, y) < 0 ? -1 : y;
 }
+
+/* ---- GEGLU ---- */
+
+static clunet_status geglu_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *y = cu_t(p->g, op->out);
+	int n = (int)cu_numel(y), f = (int)y->ne[1], pp = (int)(n / (y->ne[0] * f));
+	clunet_status st = cu_op_kernel(p, op, "ewise.cl", EWISE_OPTS, "geglu_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttiii", op->in[0], op->out, n, f, pp);
+	cu_op_range(op, 1, (size_t)n, 1, 1);
+	return st;
+}
+static const cu_op_impl geglu_impl = { "geglu", geglu_prepare, NULL };
+
+int op_geglu(cu_graph *g, int x)
+{
+	int64_t ne[CU_MAXD];
+	int y;
+	if (begin(g, x))
+		return -1;
+	if (cu_t(g, x)->ndim < 2 || cu_t(g, x)->ne[1] % 2)
+		return bad(g, "geglu: input %s has no even channel count", cu_t(g, x));
+	memcpy(ne, cu_t(g, x)->ne, sizeof(ne));
+	ne[1] /= 2;
+	y = cu_graph_act(g, cu_t(g, x)->ndim, ne);
+	return cu_graph_op(g, &geglu_impl, &x, 1, y) < 0 ? -1 : y;
+}
+
+/* ---- mean over the last dimension ---- */
+
+static clunet_status mean_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]);
+	int len = (int)x->ne[x->ndim - 1], rows = (int)(cu_numel(x) / len);
+	clunet_status st = cu_op_kernel(p, op, "ewise.cl", EWISE_OPTS, "mean_last_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttii", op->in[0], op->out, rows, len);
+	cu_op_range(op, 1, (size_t)rows, 1, 1);
+	return st;
+}
+static const cu_op_impl mean_impl = { "mean", mean_prepare, NULL };
+
+int op_mean_last(cu_graph *g, int x)
+{
+	int y;
+	if (begin(g, x))
+		return -1;
+	if (cu_t(g, x)->ndim < 2)
+		return bad(g, "mean_last: input %s has one dimension", cu_t(g, x));
+	y = cu_graph_act(g, cu_t(g, x)->ndim - 1, cu_t(g, x)->ne);
+	return cu_graph_op(g, &mean_impl, &x, 1, y) < 0 ? -1 : y;
+}
+
+/* ---- concatenation along the last dimension ---- */
+
+static clunet_status concat_last_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *a = cu_t(p->g, op->in[0]), *b = cu_t(p->g, op->in[1]);
+	int la = (int)a->ne[a->ndim - 1], lb = (int)b->ne[b->ndim - 1];
+	int rows = (int)(cu_numel(a) / la);
+	clunet_status st = cu_op_kernel(p, op, "ewise.cl", EWISE_OPTS, "concat_last_f32");
+	if (!st)
+		st = cu_set_args(p, op, "tttiii", op->in[0], op->in[1], op->out, rows, la, lb);
+	cu_op_range(op, 2, (size_t)(la + lb), (size_t)rows, 1);
+	return st;
+}
+static const cu_op_impl concat_last_impl = { "concat", concat_last_prepare, NULL };
+
+int op_concat_last(cu_graph *g, int a, int b)
+{
+	int in[2] = { a, b }, y, nd;
+	int64_t ne[CU_MAXD];
+	if (begin(g, a) || begin(g, b))
+		return -1;
+	nd = cu_t(g, a)->ndim;
+	if (nd != cu_t(g, b)->ndim || nd < 1)
+		return bad(g, "concat_last: ranks differ (%s)", cu_t(g, b));
+	for (int i = 0; i < nd - 1; i++)
+		if (cu_t(g, a)->ne[i] != cu_t(g, b)->ne[i])
+			return bad(g, "concat_last: leading dimensions differ (%s)", cu_t(g, b));
+	memcpy(ne, cu_t(g, a)->ne, sizeof(ne));
+	ne[nd - 1] += cu_t(g, b)->ne[nd - 1];
+	y = cu_graph_act(g, nd, ne);
+	return cu_graph_op(g, &concat_last_impl, in, 2, y) < 0 ? -1 : y;
+}

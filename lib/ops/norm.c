@@ -193,3 +193,80 @@ int op_softmax(cu_graph *g, int x, float scale)
 	g->ops[opi].flops = 3.0 * (double)cu_numel(cu_t(g, x));
 	return y;
 }
+
+/* ---- LayerNorm over channels (channel-major) ---- */
+
+static clunet_status ln_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]);
+	int n = (int)x->ne[0], c = (int)x->ne[1], pp = (int)(cu_numel(x) / ((int64_t)n * c));
+	clunet_status st = cu_op_kernel(p, op, "norm.cl",
+					"-cl-std=CL1.2 -DLS=1 -DACT=0 -DAFFINE=1 -DSS=0 -DPOST=0 -DRES=0",
+					"layer_norm_cm_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttttiif", op->in[0], op->in[1], op->in[2], op->out, c, pp,
+				 (double)op->fp[0]);
+	cu_op_range(op, 2, (size_t)(pp + 15) / 16, (size_t)n, 1);
+	return st;
+}
+static const cu_op_impl ln_impl = { "layer_norm", ln_prepare, NULL };
+
+int op_layer_norm(cu_graph *g, int x, int gamma, int beta, float eps)
+{
+	int in[3] = { x, gamma, beta }, y, opi;
+	if (g->status || x < 0 || gamma < 0 || beta < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	if (cu_t(g, x)->ndim < 2 || cu_numel(cu_t(g, gamma)) != cu_t(g, x)->ne[1]) {
+		char s[96];
+		cu_fail(CLUNET_ERR_ARGUMENT, "layer_norm: weights do not match the channels of %s",
+			cu_shape_str(cu_t(g, x), s, sizeof(s)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	y = cu_graph_act(g, cu_t(g, x)->ndim, cu_t(g, x)->ne);
+	opi = cu_graph_op(g, &ln_impl, in, 3, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].fp[0] = eps;
+	return y;
+}
+
+/* ---- softmax with a per-key bias ---- */
+
+static clunet_status softmax_bias_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]);
+	int cols = (int)x->ne[x->ndim - 1], rows = (int)(cu_numel(x) / cols);
+	clunet_status st = cu_op_kernel(p, op, "norm.cl",
+					"-cl-std=CL1.2 -DLS=1 -DACT=0 -DAFFINE=0 -DSS=0 -DPOST=0 -DRES=0",
+					"softmax_bias_rows_f32");
+	if (!st)
+		st = cu_set_args(p, op, "tttiii", op->in[0], op->in[1], op->out, rows, cols, op->ip[0]);
+	cu_op_range(op, 1, (size_t)rows, 1, 1);
+	return st;
+}
+static const cu_op_impl softmax_bias_impl = { "softmax", softmax_bias_prepare, NULL };
+
+int op_softmax_bias(cu_graph *g, int x, int bias, int rows_per_item)
+{
+	int in[2] = { x, bias }, y, opi;
+	const cu_tensor *t;
+	int64_t cols, rows;
+	if (g->status || x < 0 || bias < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	t = cu_t(g, x);
+	cols = t->ne[t->ndim - 1];
+	rows = cu_numel(t) / cols;
+	if (rows_per_item <= 0 || rows % rows_per_item ||
+	    cu_numel(cu_t(g, bias)) != rows / rows_per_item * cols) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "softmax: the bias is not one row of %lld keys per item",
+			(long long)cols);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	y = cu_graph_act(g, t->ndim, t->ne);
+	opi = cu_graph_op(g, &softmax_bias_impl, in, 2, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[0] = rows_per_item;
+	g->ops[opi].flops = 3.0 * (double)rows * cols;
+	return y;
+}

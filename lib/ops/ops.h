@@ -46,6 +46,10 @@ int op_group_norm_ex(cu_graph *g, int x, int gamma, int beta, int groups, float 
 		     cu_act act, int post, int res);
 /* Softmax over the last dimension of x (scores multiplied by scale first). */
 int op_softmax(cu_graph *g, int x, float scale);
+/* Softmax of x [R, L] + bias[r / rows_per_item][L] over the last dimension. */
+int op_softmax_bias(cu_graph *g, int x, int bias, int rows_per_item);
+/* LayerNorm over the channels of channel-major [N, C, ...] (or [N, C]). */
+int op_layer_norm(cu_graph *g, int x, int gamma, int beta, float eps);
 
 /* ---- elementwise (ops/ewise.c) ---- */
 
@@ -61,6 +65,12 @@ int op_nearest(cu_graph *g, int x, int oh, int ow);
 int op_avgpool2(cu_graph *g, int x);
 /* upfirdn2d with separable taps k [taps] (a weight tensor) */
 int op_upfirdn2d(cu_graph *g, int x, int k, int up, int down, int pad0, int pad1);
+/* GEGLU on [N, 2F, ...]: first half * gelu(second half) -> [N, F, ...] */
+int op_geglu(cu_graph *g, int x);
+/* [..., L] -> [...] mean over the last dimension */
+int op_mean_last(cu_graph *g, int x);
+/* concatenation along the last dimension of two tensors of equal leading dims */
+int op_concat_last(cu_graph *g, int a, int b);
 /* Downsample1d / Upsample1d of diffusers' 1-D UNet on [N, C, L] with taps k
  * (reflect padding; L/2 or 2L out) */
 int op_resample1d(cu_graph *g, int x, int k, int up);
@@ -93,10 +103,11 @@ int op_gemm(cu_graph *g, int a, int b, const gemm_args *args, int out_ndim,
 
 /* [batch, rows, cols] -> [batch, cols, rows] */
 int op_transpose(cu_graph *g, int x, int batch, int rows, int cols);
-/* softmax(scale q k^T) v for bh batch-heads of head dim d, without storing
- * the scores: q [bh][d][lq] and k, v [bh][d][lk] channel-major; the result
- * [bh][d][lq] gets the given shape. */
-int op_attention_fused(cu_graph *g, int q, int k, int v, int bh, int d, int lq, int lk, float scale,
-		       int out_ndim, const int64_t *out_ne);
+/* softmax(scale q k^T + mask) v for bh batch-heads of head dim d, without
+ * storing the scores: q [bh][d][lq] and k, v [bh][d][lk] channel-major; mask
+ * [bh / heads][lk] (an additive bias per key) or -1; the result [bh][d][lq]
+ * gets the given shape. */
+int op_attention_fused(cu_graph *g, int q, int k, int v, int mask, int heads, int bh, int d, int lq,
+		       int lk, float scale, int out_ndim, const int64_t *out_ne);
 
 #endif
