@@ -21,7 +21,7 @@ Everything is deterministic: each case seeds torch itself.
 What a fixture is
 -----------------
 One folder per case: <out>/<family>/<case>/ (family "unet2d" = diffusers UNet2DModel, "unet1d" =
-UNet1DModel), holding
+UNet1DModel, "unet2dcond" = UNet2DConditionModel), holding
   config.json                         the model config exactly as diffusers' save_pretrained/save_config
                                       writes it (keeps `_class_name`, `_diffusers_version`); a case may add
                                       keys diffusers 0.26.3 does not know (`extra_config`, e.g. a newer
@@ -39,11 +39,27 @@ UNet1DModel), holding
                                       the safetensors metadata `{"python_scalars": "timestep"}` (comma-
                                       separated argument names; no metadata when there are none). The
                                       reference ran with the Python number itself.
+                                      UNet2DConditionModel arguments: `encoder_hidden_states`, `timestep_cond`,
+                                      `attention_mask`, `encoder_attention_mask`, and nested arguments
+                                      flattened by name: `added_cond_kwargs.text_embeds`, `.time_ids`;
+                                      `down_block_additional_residuals.0`, `.1`, ...,
+                                      `mid_block_additional_residual`, `down_intrablock_additional_residuals.0`,
+                                      .... UNet2DConditionModel does NOT truncate a Python float timestep
+                                      (torch.tensor([t], dtype=torch.float64); an int gives int64): same
+                                      storage and metadata, meta.json says what diffusers used.
   expected.safetensors                `sample`: diffusers' output, stored as F64.
   meta.json                           family, case, reference_dtype ("float64"/"float32"), weights_dtype,
                                       description (+ some extra informative fields; `python_scalars` when
                                       an argument was a Python number).
-A README.md per family (generated) lists the cases and what each covers.
+  lora*.safetensors                   (LoRA cases) the LoRA file(s) the case loads (see LoraSpec).
+  meta.json "apply"                   things that are not forward() arguments, for the C test to replay
+                                      through its API before the run: {"freeu": {"s1","s2","b1","b2"}}
+                                      (unet.enable_freeu), {"lora": {"file", "format": "diffusers"|"kohya",
+                                      "scale", "fused"}} (scale = cross_attention_kwargs={"scale": s}, or
+                                      fuse_lora(lora_scale=s) when fused); "apply_details" is informative.
+A README.md per family (generated) lists the cases and what each covers. A full run (or `--only
+unet2dcond_configs`) also writes <out>/unet2dcond_configs/<name>/config.json: published SD/SDXL UNet
+configs (no weights), each instantiated with UNet2DConditionModel.from_config to prove diffusers accepts it.
 
 How the reference is computed
 -----------------------------
@@ -60,6 +76,9 @@ Note that even in a float64 run diffusers computes some things in float32 (the s
 projection, the upcast attention softmax). That is diffusers' behaviour and it is kept.
 Torch 1.13 trap: Attention.get_attention_scores uses torch.empty + baddbmm(beta=0), which can leak NaN from
 uninitialised memory; it is monkeypatched to a zero-filled input with beta=1 (bit-identical otherwise).
+FreeU/LoRA ("apply") are applied to the reference model after the cast: LoRA files are loaded the way
+pipeline.load_lora_weights does for the UNet (LoraLoaderMixin.lora_state_dict + load_lora_into_unet,
+diffusers' non-PEFT path), then fused if the case says so.
 Every folder is then re-loaded with `<ModelClass>.from_pretrained(folder)` (which exercises diffusers' own
 deprecated-name conversion) and must reproduce the expected output bit for bit (patched cases: loaded with
 ignore_mismatched_sizes, only the patched keys may mismatch, then patched and those keys loaded from the
@@ -229,7 +248,37 @@ class Case:
     # state-dict keys whose shapes the patch changes (plain 0.26.3 from_pretrained sees them as mismatched)
     patched_keys: Tuple[str, ...] = ()
     meta_extra: Dict[str, Any] = dataclasses.field(default_factory=dict)  # extra meta.json fields
+    # how diffusers turns a Python-number argument into a tensor: "long" (UNet1DModel/UNet2DModel:
+    # torch.tensor([t], dtype=torch.long), floats truncated) or "typed" (UNet2DConditionModel: a float
+    # becomes a float64 tensor, an int an int64 tensor)
+    python_numbers: str = "long"
+    # FreeU factors passed to model.enable_freeu(**freeu) before the reference run (meta.json "apply")
+    freeu: Optional[Dict[str, float]] = None
+    # LoRA applied before the reference run (meta.json "apply"); see LoraSpec
+    lora: Optional["LoraSpec"] = None
     family: str = ""  # filled in by FAMILIES registration
+
+
+@dataclasses.dataclass
+class LoraSpec:
+    """A random LoRA written next to the model and loaded through diffusers' own (non-PEFT) loaders.
+
+    format: "diffusers" (keys `unet.<module>.lora.down.weight` / `.lora.up.weight`, as the pipelines'
+    save_lora_weights writes them; 0.26.3 reads no alphas from such a file) or "kohya" (keys
+    `lora_unet_<module with _>.lora_down.weight` / `.lora_up.weight` / `.alpha`, converted by diffusers'
+    `_convert_kohya_lora_to_diffusers`). The reference loads the file exactly as
+    `pipeline.load_lora_weights(folder, weight_name=file)` does for the UNet: `LoraLoaderMixin.lora_state_dict`
+    then `LoraLoaderMixin.load_lora_into_unet`. scale: cross_attention_kwargs={"scale": scale} (unfused) or
+    unet.fuse_lora(lora_scale=scale) (fused)."""
+
+    format: str
+    scale: float
+    fused: bool = False
+    rank: int = 4
+    file: str = "lora.safetensors"
+    file_dtype: str = "F32"
+    seed: int = 0
+    with_nomatch: bool = False  # also write lora_nomatch.safetensors (keys that match no layer)
 
 
 # ---- input builders -----------------------------------------------------------------------------
@@ -935,10 +984,1245 @@ UNET1D_CASES: List[Case] = [
     ),
 ]
 
+# ---- UNet2DConditionModel inputs -----------------------------------------------------------------------
+COND_TOKENS = 7  # encoder_hidden_states length of most cases
+COND_DIM = 16  # cross_attention_dim of most cases
+
+
+def _sd_skip_shapes(boc, lpb, h, w):
+    """(C, H, W) of every skip a conv-downsampling UNet2DConditionModel keeps (conv_in, each resnet/transformer
+    layer, each downsampler: stride-2 conv with padding 1 => ceil(H/2)), and of the mid block output."""
+    lpb = lpb if isinstance(lpb, (list, tuple)) else [lpb] * len(boc)
+    shapes = [(boc[0], h, w)]
+    for i, c in enumerate(boc):
+        shapes += [(c, h, w)] * lpb[i]
+        if i < len(boc) - 1:
+            h, w = (h + 1) // 2, (w + 1) // 2
+            shapes.append((c, h, w))
+    return shapes, (boc[-1], h, w)
+
+
+def _enc(gen, b, length=COND_TOKENS, dim=COND_DIM):
+    return _randn(gen, b, length, dim)
+
+
+def lcm_guidance_embedding(w: torch.Tensor, embedding_dim: int) -> torch.Tensor:
+    """diffusers' LatentConsistencyModelPipeline.get_guidance_scale_embedding (float32)."""
+    w = w * 1000.0
+    half_dim = embedding_dim // 2
+    emb = torch.log(torch.tensor(10000.0)) / (half_dim - 1)
+    emb = torch.exp(torch.arange(half_dim, dtype=torch.float32) * -emb)
+    emb = w.to(torch.float32)[:, None] * emb[None, :]
+    return torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+
+
+def inputs_sd15_tiny(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([999, 261], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+    }
+
+
+def inputs_sd21_linear_upcast(gen):
+    return {
+        "sample": _randn(gen, 1, 4, 16, 16),
+        "timestep": 417.25,  # Python float: UNet2DConditionModel makes torch.tensor([417.25], dtype=float64)
+        "encoder_hidden_states": _enc(gen, 1),
+    }
+
+
+def inputs_sdxl_tiny(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor(731.0, dtype=torch.float32),  # 0-d, broadcast to the batch
+        "encoder_hidden_states": _enc(gen, 2),
+        "added_cond_kwargs": {
+            "text_embeds": _randn(gen, 2, 12),
+            # [orig_h, orig_w, crop_top, crop_left, target_h, target_w]
+            "time_ids": torch.tensor(
+                [[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0], [768.0, 1344.0, 64.0, 0.0, 1024.0, 1024.0]]
+            ),
+        },
+    }
+
+
+def inputs_sdxl_refiner_like(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([200, 57], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        "added_cond_kwargs": {
+            "text_embeds": _randn(gen, 2, 12),
+            # refiner: [orig_h, orig_w, crop_top, crop_left, aesthetic_score]
+            "time_ids": torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 6.0], [512.0, 768.0, 16.0, 8.0, 2.5]]),
+        },
+    }
+
+
+def inputs_lcm_timestep_cond(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([999, 759], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        # the LCM pipeline's w-embedding of guidance_scale - 1 (8.5 and 3.0)
+        "timestep_cond": lcm_guidance_embedding(torch.tensor([7.5, 2.0]), 16),
+    }
+
+
+SD_TINY_BOC = [8, 8, 16]
+
+
+def inputs_controlnet_residuals(gen):
+    skips, mid = _sd_skip_shapes(SD_TINY_BOC, 2, 16, 16)
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([500, 20], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        "down_block_additional_residuals": [0.5 * _randn(gen, 2, *s) for s in skips],
+        "mid_block_additional_residual": 0.5 * _randn(gen, 2, *mid),
+    }
+
+
+def inputs_t2i_adapter_sd(gen):
+    # one feature per down block: CrossAttn blocks get it before their downsampler (full block resolution),
+    # the final DownBlock2D after the block
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([640, 80], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        "down_intrablock_additional_residuals": [
+            0.5 * _randn(gen, 2, 8, 16, 16),
+            0.5 * _randn(gen, 2, 8, 8, 8),
+            0.5 * _randn(gen, 2, 16, 4, 4),
+        ],
+    }
+
+
+def inputs_t2i_adapter_xl(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([640, 80], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        "added_cond_kwargs": {
+            "text_embeds": _randn(gen, 2, 12),
+            "time_ids": torch.tensor(
+                [[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0], [1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]]
+            ),
+        },
+        "down_intrablock_additional_residuals": [
+            0.5 * _randn(gen, 2, 8, 8, 8),  # DownBlock2D: added AFTER its downsampler (also changes its last skip)
+            0.5 * _randn(gen, 2, 8, 8, 8),  # CrossAttnDownBlock2D: before its downsampler
+            0.5 * _randn(gen, 2, 16, 4, 4),  # final CrossAttnDownBlock2D
+            0.5 * _randn(gen, 2, 16, 4, 4),  # left over, same shape as the mid block output: added after it
+        ],
+    }
+
+
+def inputs_odd_size_upsample(gen):
+    return {
+        "sample": _randn(gen, 1, 4, 14, 18),
+        "timestep": torch.tensor(333, dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 1),
+    }
+
+
+def inputs_encoder_attention_mask(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([901, 45], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2, length=9),
+        "encoder_attention_mask": torch.tensor(
+            [[1, 1, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 0, 0, 0]], dtype=torch.int64
+        ),
+    }
+
+
+def inputs_attention_mask_single_res(gen):
+    am = torch.ones(2, 64)
+    am[0, 5:9] = 0.0
+    am[1, 32:] = 0.0
+    return {
+        "sample": _randn(gen, 2, 4, 8, 8),
+        "timestep": torch.tensor([300, 700], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        "attention_mask": am,  # (B, H*W) over the 8x8 self-attention keys
+        "encoder_attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 1, 0]], dtype=torch.int64),
+    }
+
+
+def inputs_attention_mask_only_cross(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([300, 700], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        # attn1 is a cross-attention here (only_cross_attention): attention_mask masks encoder tokens there
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 0, 0], [1, 0, 1, 1, 1, 1, 1]], dtype=torch.float32),
+        "encoder_attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1, 1]], dtype=torch.int64),
+    }
+
+
+def inputs_class_projection_concat(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([120, 880], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        "class_labels": _randn(gen, 2, 10),
+    }
+
+
+def inputs_class_simple_projection(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([120.5, 880.25], dtype=torch.float32),
+        "encoder_hidden_states": _enc(gen, 2),
+        "class_labels": _randn(gen, 2, 10),
+    }
+
+
+def inputs_time_variants(gen):
+    return {
+        "sample": _rand(gen, 2, 4, 16, 16),  # in [0, 1): center_input_sample maps it to [-1, 1)
+        "timestep": torch.tensor([0.37, 2.9], dtype=torch.float32),  # Fourier: sin/cos(2 pi t W), no log
+        "encoder_hidden_states": _enc(gen, 2),
+        "class_labels": _randn(gen, 2, 24),  # class_embed_type identity: width time_embed_dim
+    }
+
+
+def inputs_if_style(gen):
+    return {
+        "sample": _randn(gen, 2, 3, 16, 16),
+        "timestep": torch.tensor([999, 333], dtype=torch.int64),
+        "encoder_hidden_states": _randn(gen, 2, 9, 24),  # T5-like width encoder_hid_dim
+        # SimpleCrossAttn blocks: keys are [encoder tokens, H*W tokens]; prepare_attention_mask pads the (B, 9)
+        # mask with H*W zeros (keep), which lines up with the keys exactly
+        "encoder_attention_mask": torch.tensor(
+            [[1, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0, 0]], dtype=torch.int64
+        ),
+    }
+
+
+def inputs_if2_style(gen):
+    return {
+        "sample": _randn(gen, 2, 6, 16, 16),
+        "timestep": torch.tensor([950, 50], dtype=torch.int64),
+        "encoder_hidden_states": _randn(gen, 2, 9, 24),
+        "class_labels": torch.tensor([250, 20], dtype=torch.int64),  # noise level, through time_proj
+    }
+
+
+def inputs_k_upscaler(gen):
+    sigma = torch.tensor([7.5, 0.4])
+    return {
+        "sample": _randn(gen, 2, 8, 16, 16),  # latents (4) + low-res image latents (4)
+        "timestep": (torch.log(sigma) * 0.25).to(torch.float32),  # the latent-upscale pipeline's timestep
+        "encoder_hidden_states": _enc(gen, 2),
+        # pipeline: cat([noise_level_embed (64 ones + 64 zeros in the real model), pooled text]) -> time_cond_proj_dim
+        "timestep_cond": torch.cat([torch.ones(2, 4), torch.zeros(2, 4), _randn(gen, 2, 12)], dim=1),
+    }
+
+
+def inputs_asymmetric_lists(gen):
+    return {
+        "sample": _randn(gen, 1, 4, 16, 16),
+        "timestep": 12,  # Python int: torch.tensor([12], dtype=torch.int64)
+        "encoder_hidden_states": _enc(gen, 1),
+    }
+
+
+def inputs_attn_up_block(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([10, 990], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+        "class_labels": torch.tensor([4, 1], dtype=torch.int64),
+    }
+
+
+def inputs_freeu_pow2(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([700, 150], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+    }
+
+
+def inputs_freeu_odd(gen):
+    return {
+        "sample": _randn(gen, 1, 4, 12, 16),
+        "timestep": torch.tensor([700], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 1),
+    }
+
+
+def inputs_lora(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([800, 100], dtype=torch.int64),
+        "encoder_hidden_states": _enc(gen, 2),
+    }
+
+
+# ---- UNet2DConditionModel configs ---------------------------------------------------------------------
+CA_DOWN, CA_UP = "CrossAttnDownBlock2D", "CrossAttnUpBlock2D"
+
+SD_TINY = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=SD_TINY_BOC,
+    down_block_types=[CA_DOWN, CA_DOWN, "DownBlock2D"],
+    mid_block_type="UNetMidBlock2DCrossAttn",
+    up_block_types=["UpBlock2D", CA_UP, CA_UP],
+    layers_per_block=2,
+    cross_attention_dim=COND_DIM,
+    attention_head_dim=2,
+    norm_num_groups=4,
+    norm_eps=1e-5,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    act_fn="silu",
+    use_linear_projection=False,
+)
+SD_TINY_L1 = dict(SD_TINY, layers_per_block=1)
+
+SDXL_TINY = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=[8, 8, 16],
+    down_block_types=["DownBlock2D", CA_DOWN, CA_DOWN],
+    up_block_types=[CA_UP, CA_UP, "UpBlock2D"],
+    layers_per_block=2,
+    transformer_layers_per_block=[1, 2, 3],
+    attention_head_dim=[2, 2, 4],
+    cross_attention_dim=COND_DIM,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=12 + 6 * 8,
+    norm_num_groups=4,
+)
+
+IF_STYLE = dict(
+    sample_size=16,
+    in_channels=3,
+    out_channels=6,
+    block_out_channels=[8, 16, 16],
+    down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"],
+    mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+    up_block_types=["SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
+    layers_per_block=[1, 2, 1],
+    attention_head_dim=8,
+    act_fn="gelu",
+    resnet_time_scale_shift="scale_shift",
+    cross_attention_dim=32,
+    cross_attention_norm="group_norm",
+    encoder_hid_dim=24,
+    addition_embed_type="text",
+    addition_embed_type_num_heads=4,
+    resnet_skip_time_act=True,
+    resnet_out_scale_factor=1.414,
+    mid_block_scale_factor=1.414,
+    norm_num_groups=4,
+)
+
+COND_FLOAT64_NOTE = (
+    "float64 reference (diffusers still computes the sinusoidal projections in float32 and casts them)"
+)
+
+UNET2DCOND_CASES: List[Case] = [
+    Case(
+        name="sd15_tiny",
+        model_class="UNet2DConditionModel",
+        seed=3001,
+        config=dict(SD_TINY),
+        make_inputs=inputs_sd15_tiny,
+        description=(
+            "Stable Diffusion 1.5 layout at tiny width: CrossAttnDownBlock2D x2 + DownBlock2D, "
+            "UNetMidBlock2DCrossAttn, UpBlock2D + CrossAttnUpBlock2D x2, block_out_channels [8,8,16] (SD: "
+            "[320,640,1280,1280], 4 levels), layers_per_block 2 (3 resnets per up block), conv 1x1 "
+            "proj_in/proj_out (use_linear_projection false), attention_head_dim 2 = number of heads (head dim "
+            "4, 8 in the mid block), cross_attention_dim 16 (7 tokens), norm_num_groups 4, flip_sin_to_cos true, freq_shift "
+            "0, silu; 16x16 latents, batch 2, int64 timesteps 999 and 261 (one per item); weights F32."
+        ),
+    ),
+    Case(
+        name="sd21_linear_upcast",
+        model_class="UNet2DConditionModel",
+        seed=3002,
+        weights_dtype="F16",
+        python_numbers="typed",
+        config=dict(
+            SD_TINY_L1,
+            attention_head_dim=[1, 2, 4],
+            use_linear_projection=True,
+            upcast_attention=True,
+            flip_sin_to_cos=False,
+            freq_shift=1,
+        ),
+        make_inputs=inputs_sd21_linear_upcast,
+        description=(
+            "SD 2.1-768 style: use_linear_projection true (Linear proj_in/proj_out applied after the "
+            "(B,HW,C) permute), attention_head_dim [1,2,4] = heads per down block (head dims 8, 4; the up "
+            "blocks take the REVERSED list [4,2,1]: 2 heads in up block 1, ONE head of dim 8 in up block 2; the "
+            "mid block the last entry 4: head dim 4), upcast_attention true "
+            "(the classic processor casts q and k to float32 before q@k^T, i.e. even in this float64 reference "
+            "the attention scores and softmax are float32, then cast back), flip_sin_to_cos false (sin "
+            "first) with freq_shift 1; layers_per_block 1; batch 1 with the timestep given as the Python float "
+            "417.25: UNet2DConditionModel does NOT truncate it (torch.tensor([417.25], dtype=torch.float64)); "
+            "stored as a 0-d F64 tensor with safetensors metadata python_scalars=timestep; weights F16."
+        ),
+    ),
+    Case(
+        name="sdxl_tiny",
+        model_class="UNet2DConditionModel",
+        seed=3003,
+        weights_dtype="BF16",
+        config=dict(SDXL_TINY),
+        make_inputs=inputs_sdxl_tiny,
+        description=(
+            "SDXL base layout: DownBlock2D + CrossAttnDownBlock2D x2, UNetMidBlock2DCrossAttn, "
+            "CrossAttnUpBlock2D x2 + UpBlock2D, block_out_channels [8,8,16], layers_per_block 2, "
+            "transformer_layers_per_block [1,2,3] (down blocks; up blocks reversed [3,2,1]; the mid block "
+            "uses the last entry: 3 BasicTransformerBlocks), attention_head_dim [2,2,4] heads (head dim 4), linear "
+            "projection, addition_embed_type text_time: add_time_proj = Timesteps(addition_time_embed_dim 8, "
+            "flip true, shift 0) over the flattened (B,6) time_ids -> (B,48), concatenated after "
+            "added_cond_kwargs.text_embeds (B,12) -> add_embedding TimestepEmbedding(60 -> 32) added to the "
+            "time embedding; 0-d float32 timestep 731.0 broadcast to batch 2; weights BF16."
+        ),
+    ),
+    Case(
+        name="sdxl_refiner_like",
+        model_class="UNet2DConditionModel",
+        seed=3004,
+        weights_dtype="F16",
+        config=dict(
+            SDXL_TINY,
+            block_out_channels=[8, 8, 16, 16],
+            down_block_types=["DownBlock2D", CA_DOWN, CA_DOWN, "DownBlock2D"],
+            up_block_types=["UpBlock2D", CA_UP, CA_UP, "UpBlock2D"],
+            layers_per_block=1,
+            transformer_layers_per_block=2,
+            attention_head_dim=[2, 2, 4, 4],
+            cross_attention_dim=[24, 16, 16, 16],
+            addition_time_embed_dim=4,
+            projection_class_embeddings_input_dim=12 + 5 * 4,
+        ),
+        make_inputs=inputs_sdxl_refiner_like,
+        description=(
+            "SDXL refiner layout: 4 levels DownBlock2D, CrossAttnDownBlock2D x2, DownBlock2D / UpBlock2D, "
+            "CrossAttnUpBlock2D x2, UpBlock2D (16x16 -> 2x2), transformer_layers_per_block 2 (int), "
+            "cross_attention_dim given per block [24,16,16,16] (every block that has cross-attention, and the "
+            "mid block, which takes the LAST entry, must match the encoder_hidden_states width 16; entry 0 "
+            "belongs to a DownBlock2D and is unused), text_time with 5 time ids (orig size, crop, aesthetic "
+            "score): projection_class_embeddings_input_dim 12 + 5*4 = 32, addition_time_embed_dim 4; "
+            "layers_per_block 1; batch 2, int64 timesteps; weights F16."
+        ),
+    ),
+    Case(
+        name="lcm_timestep_cond",
+        model_class="UNet2DConditionModel",
+        seed=3005,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1, time_cond_proj_dim=16),
+        make_inputs=inputs_lcm_timestep_cond,
+        description=(
+            "LCM: time_cond_proj_dim 16 creates time_embedding.cond_proj (Linear 16 -> 8, no bias); "
+            "timestep_cond (B,16) is the LCM pipeline's guidance-scale embedding of w = 7.5 and 2.0 (w*1000, "
+            "sin then cos, divisor half-1); time_embedding computes linear_1(t_emb + cond_proj(timestep_cond)); "
+            "SD tiny layout with layers_per_block 1; weights F16."
+        ),
+    ),
+    Case(
+        name="controlnet_residuals",
+        model_class="UNet2DConditionModel",
+        seed=3006,
+        weights_dtype="F16",
+        config=dict(SD_TINY),
+        make_inputs=inputs_controlnet_residuals,
+        description=(
+            "ControlNet residuals on the SD tiny layout (layers_per_block 2): "
+            "down_block_additional_residuals.0..8, one per skip in order (conv_in output, then each "
+            "resnet/transformer output and downsampler output of every down block: 9 here, 12 in SD1.5), "
+            "added to the skips after the whole down pass, and mid_block_additional_residual added after the "
+            "mid block (both must be given for the ControlNet path); residuals ~ 0.5*randn; weights F16."
+        ),
+    ),
+    Case(
+        name="t2i_adapter_sd",
+        model_class="UNet2DConditionModel",
+        seed=3007,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        make_inputs=inputs_t2i_adapter_sd,
+        description=(
+            "T2I-Adapter (SD1.5 style): down_intrablock_additional_residuals.0..2, one per down block, popped "
+            "front to back: a CrossAttnDownBlock2D adds its residual after its last (resnet, transformer) pair "
+            "and BEFORE its downsampler (so the skip kept for the up path includes it); the final DownBlock2D's "
+            "residual is added in place to the block output (which is also its last skip). No residual is left "
+            "for the mid block. SD tiny layout, layers_per_block 1; weights F16."
+        ),
+    ),
+    Case(
+        name="t2i_adapter_xl",
+        model_class="UNet2DConditionModel",
+        seed=3008,
+        weights_dtype="F16",
+        config=dict(SDXL_TINY, layers_per_block=1, transformer_layers_per_block=[1, 1, 2]),
+        make_inputs=inputs_t2i_adapter_xl,
+        description=(
+            "T2I-Adapter-XL: SDXL layout (DownBlock2D first), 4 intrablock residuals: #0 is added IN PLACE "
+            "after the DownBlock2D including its downsampler (shape (B,8,8,8); the skip that the downsampler "
+            "produced is the same tensor, so it changes too), #1 inside the first CrossAttnDownBlock2D before "
+            "its downsampler (B,8,8,8), #2 in the final CrossAttnDownBlock2D (B,16,4,4), #3 is left over and "
+            "has the mid block output's shape, so it is added after the mid block; text_time conditioning as in "
+            "sdxl_tiny; layers_per_block 1, transformer_layers_per_block [1,1,2]; weights F16."
+        ),
+    ),
+    Case(
+        name="odd_size_upsample",
+        model_class="UNet2DConditionModel",
+        seed=3009,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        make_inputs=inputs_odd_size_upsample,
+        description=(
+            "Latents 14x18, not divisible by 2^(levels-1) = 4: the stride-2 downsamplers give 7x9 and 4x5, and "
+            "the UNet forwards upsample_size so every Upsample2D interpolates (nearest) to the size of the next "
+            "skip (4x5 -> 7x9 -> 14x18) instead of doubling; both UpBlock2D and CrossAttnUpBlock2D upsample; "
+            "batch 1, 0-d int64 timestep; weights F16."
+        ),
+    ),
+    Case(
+        name="encoder_attention_mask",
+        model_class="UNet2DConditionModel",
+        seed=3010,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        make_inputs=inputs_encoder_attention_mask,
+        description=(
+            "encoder_attention_mask (B,9) int64 0/1 (item 0 masks token 2, item 1 tokens 5..8): diffusers "
+            "turns it into the additive bias (1-m)*-10000 (not -inf), shape (B,1,9), applied to every attn2 "
+            "(cross-attention) including the mid block; 9 tokens; SD tiny layout, layers_per_block 1; weights "
+            "F16."
+        ),
+    ),
+    Case(
+        name="attention_mask_single_res",
+        model_class="UNet2DConditionModel",
+        seed=3011,
+        config=dict(
+            SD_TINY_L1,
+            sample_size=8,
+            block_out_channels=[8, 16],
+            down_block_types=[CA_DOWN, "DownBlock2D"],
+            mid_block_type="UNetMidBlock2D",
+            up_block_types=["UpBlock2D", CA_UP],
+        ),
+        make_inputs=inputs_attention_mask_single_res,
+        description=(
+            "attention_mask on the transformer SELF-attention (attn1): diffusers accepts it only when every "
+            "transformer runs at one resolution whose H*W equals the mask length (otherwise "
+            "prepare_attention_mask pads the mask by target_length zeros and the shapes no longer match), so "
+            "cross-attention sits only at the top level (CrossAttnDownBlock2D + DownBlock2D / UpBlock2D + "
+            "CrossAttnUpBlock2D) and mid_block_type is UNetMidBlock2D (a single resnet); 8x8 latents, "
+            "attention_mask (B,64) float32 over the 8x8 keys (row-major h*W+w), plus encoder_attention_mask "
+            "(B,7) int64 on attn2; both become (1-m)*-10000 biases; weights F32."
+        ),
+    ),
+    Case(
+        name="attention_mask_only_cross",
+        model_class="UNet2DConditionModel",
+        seed=3012,
+        weights_dtype="F16",
+        config=dict(
+            SD_TINY_L1,
+            block_out_channels=[8, 16],
+            down_block_types=[CA_DOWN, CA_DOWN],
+            mid_block_type="UNetMidBlock2D",
+            up_block_types=[CA_UP, CA_UP],
+            only_cross_attention=True,
+        ),
+        make_inputs=inputs_attention_mask_only_cross,
+        description=(
+            "only_cross_attention true: attn1 of every BasicTransformerBlock attends to encoder_hidden_states "
+            "too, and attention_mask (which diffusers routes to attn1) then masks ENCODER tokens, so a (B,7) "
+            "attention_mask works at every resolution; attn2 gets a different encoder_attention_mask. Mid block "
+            "UNetMidBlock2D (UNetMidBlock2DCrossAttn has no only_cross_attention and would need an H*W mask); "
+            "2 levels of CrossAttn blocks, layers_per_block 1; attention_mask float32, encoder_attention_mask "
+            "int64; weights F16."
+        ),
+    ),
+    Case(
+        name="class_projection_concat",
+        model_class="UNet2DConditionModel",
+        seed=3013,
+        weights_dtype="F16",
+        config=dict(
+            SD_TINY_L1,
+            block_out_channels=[8, 16],
+            down_block_types=[CA_DOWN, "DownBlock2D"],
+            up_block_types=["UpBlock2D", CA_UP],
+            class_embed_type="projection",
+            projection_class_embeddings_input_dim=10,
+            class_embeddings_concat=True,
+        ),
+        make_inputs=inputs_class_projection_concat,
+        description=(
+            "class_embed_type projection: class_embedding = TimestepEmbedding(10 -> 32, silu) applied to the "
+            "float class_labels (B,10) directly (no sinusoid); class_embeddings_concat true: emb = cat([temb, "
+            "class_emb]) so every resnet's time_emb_proj takes 64 inputs; 2 levels, layers_per_block 1; "
+            "weights F16."
+        ),
+    ),
+    Case(
+        name="class_simple_projection",
+        model_class="UNet2DConditionModel",
+        seed=3014,
+        weights_dtype="F16",
+        config=dict(
+            SD_TINY_L1,
+            block_out_channels=[8, 16],
+            down_block_types=[CA_DOWN, "DownBlock2D"],
+            up_block_types=["UpBlock2D", CA_UP],
+            class_embed_type="simple_projection",
+            projection_class_embeddings_input_dim=10,
+        ),
+        make_inputs=inputs_class_simple_projection,
+        description=(
+            "class_embed_type simple_projection: class_embedding = Linear(10 -> 32) on class_labels (B,10), "
+            "added to the time embedding; float32 timesteps 120.5 and 880.25 (fractional, used as is); "
+            "2 levels, layers_per_block 1; weights F16."
+        ),
+    ),
+    Case(
+        name="time_variants",
+        model_class="UNet2DConditionModel",
+        seed=3015,
+        weights_dtype="F16",
+        fourier_scale=1.0,
+        config=dict(
+            SD_TINY_L1,
+            block_out_channels=[8, 16],
+            down_block_types=[CA_DOWN, "DownBlock2D"],
+            up_block_types=["UpBlock2D", CA_UP],
+            time_embedding_type="fourier",
+            time_embedding_dim=24,
+            time_embedding_act_fn="mish",
+            timestep_post_act="silu",
+            conv_in_kernel=1,
+            conv_out_kernel=5,
+            center_input_sample=True,
+            class_embed_type="identity",
+            act_fn="gelu",
+        ),
+        make_inputs=inputs_time_variants,
+        description=(
+            "time_embedding_type fourier with time_embedding_dim 24: time_proj = GaussianFourierProjection(12, "
+            "log false, flip_sin_to_cos true => cos first; NOT the UNet2DModel log/sin-first variant), "
+            "time_embedding = TimestepEmbedding(24 -> 24, gelu, post_act silu: timestep_post_act), "
+            "class_embed_type identity (class_labels (B,24) added as is), then time_embedding_act_fn mish "
+            "applied once to the summed embedding; conv_in_kernel 1 (padding 0), conv_out_kernel 5 (padding 2), "
+            "center_input_sample true (2x-1 on inputs in [0,1)), act_fn gelu; float32 timesteps 0.37 and 2.9; "
+            "2 levels, layers_per_block 1; weights F16. (norm_num_groups null is not usable here: standard and "
+            "SimpleCrossAttn blocks build GroupNorm(None) and fail; see k_upscaler.)"
+        ),
+    ),
+    Case(
+        name="if_style",
+        model_class="UNet2DConditionModel",
+        seed=3016,
+        weights_dtype="F16",
+        config=dict(IF_STYLE),
+        make_inputs=inputs_if_style,
+        description=(
+            "DeepFloyd IF stage I style: ResnetDownsampleBlock2D + SimpleCrossAttnDownBlock2D x2, "
+            "UNetMidBlock2DSimpleCrossAttn, SimpleCrossAttnUpBlock2D x2 + ResnetUpsampleBlock2D (resnet "
+            "down/up sampling: avg-pool / nearest inside a ResnetBlock2D), act_fn gelu, resnet_time_scale_shift "
+            "scale_shift, attention_head_dim 8 = head DIM here (heads = C/8), cross_attention_dim 32 with "
+            "cross_attention_norm group_norm (GroupNorm(32 groups) over the 32 projected encoder channels), "
+            "encoder_hid_dim 24 (encoder_hid_proj text_proj Linear 24 -> 32 applied before the blocks), "
+            "addition_embed_type text: TextTimeEmbedding(24, 32, 4 heads) on the UNPROJECTED "
+            "encoder_hidden_states added to the time embedding, resnet_skip_time_act true, "
+            "resnet_out_scale_factor and mid_block_scale_factor 1.414, layers_per_block [1,2,1] (up blocks "
+            "reversed +1: [2,3,2]), in 3 / out 6; encoder_attention_mask (B,9): the added-KV attention's keys "
+            "are [9 encoder tokens, H*W tokens] and prepare_attention_mask pads the mask with target_length "
+            "= H*W zeros, which matches exactly; weights F16."
+        ),
+    ),
+    Case(
+        name="if2_style",
+        model_class="UNet2DConditionModel",
+        seed=3017,
+        weights_dtype="F16",
+        config=dict(
+            IF_STYLE,
+            in_channels=6,
+            class_embed_type="timestep",
+            only_cross_attention=True,
+            mid_block_only_cross_attention=False,
+            cross_attention_norm="layer_norm",
+            cross_attention_dim=16,
+            layers_per_block=[1, 1, 2],
+        ),
+        make_inputs=inputs_if2_style,
+        description=(
+            "DeepFloyd IF stage II style: in 6 (noisy image + upscaled low-res), class_embed_type timestep "
+            "(int64 noise levels 250 and 20 go through the shared sinusoidal time_proj, then their own "
+            "TimestepEmbedding, added), only_cross_attention true: SimpleCrossAttn down/up blocks have NO "
+            "to_k/to_v (keys/values only from add_k_proj/add_v_proj of the encoder tokens), while "
+            "mid_block_only_cross_attention false overrides it for the mid block (which keeps to_k/to_v: keys "
+            "[encoder, H*W]), cross_attention_norm layer_norm (LayerNorm(16) on the projected encoder states), "
+            "encoder_hid_dim 24, addition_embed_type text, layers_per_block [1,1,2], otherwise as if_style. No "
+            "encoder_attention_mask: with only_cross_attention the padded mask (9 + H*W) no longer matches the "
+            "9 keys and diffusers fails; weights F16."
+        ),
+    ),
+    Case(
+        name="k_upscaler",
+        model_class="UNet2DConditionModel",
+        seed=3018,
+        weights_dtype="F16",
+        fourier_scale=1.0,
+        config=dict(
+            sample_size=16,
+            in_channels=8,
+            out_channels=5,
+            block_out_channels=[32, 32],
+            down_block_types=["KDownBlock2D", "KCrossAttnDownBlock2D"],
+            mid_block_type=None,
+            up_block_types=["KCrossAttnUpBlock2D", "KUpBlock2D"],
+            layers_per_block=1,
+            act_fn="gelu",
+            norm_num_groups=None,
+            attention_head_dim=8,
+            cross_attention_dim=COND_DIM,
+            time_cond_proj_dim=20,
+            time_embedding_type="fourier",
+            time_embedding_dim=32,
+            timestep_post_act="gelu",
+            resnet_time_scale_shift="scale_shift",
+            conv_in_kernel=1,
+            conv_out_kernel=1,
+        ),
+        make_inputs=inputs_k_upscaler,
+        description=(
+            "sd-x2-latent-upscaler (k-diffusion UNet) shape as diffusers' scripts/convert_k_upscaler_to_diffusers"
+            ".py builds it, reduced: KDownBlock2D + KCrossAttnDownBlock2D / KCrossAttnUpBlock2D + KUpBlock2D, "
+            "mid_block_type null, norm_num_groups null (the K blocks use AdaGroupNorm with C//32 groups; no "
+            "conv_norm_out/conv_act at the end), act gelu, attention_head_dim 8 = head dim, Fourier time "
+            "embedding (time_embedding_dim 32, log false) with timestep_post_act gelu, time_cond_proj_dim 20 "
+            "(timestep_cond = [noise-level flags, pooled text]), conv_in/conv_out kernel 1, in 8 / out 5; "
+            "block_out_channels [32,32] with time_embedding_dim 32: K up blocks detect the FIRST up block by "
+            "in == out == temb channels, so the deepest two widths must equal the time embedding width "
+            "(diffusers' own dummy latent-upscaler test config [32,32,64,64] with temb 64 satisfies it; the "
+            "real checkpoint's widths were not checked here); K blocks need C >= 32 (C//32 groups); 2 levels "
+            "keep this fixture small, so the 'middle' K up block variant (no self-attention) is not covered; "
+            "timestep = 0.25*log(sigma) float32; weights F16."
+        ),
+    ),
+    Case(
+        name="asymmetric_lists",
+        model_class="UNet2DConditionModel",
+        seed=3019,
+        weights_dtype="F16",
+        python_numbers="typed",
+        config=dict(
+            SD_TINY,
+            layers_per_block=[2, 2, 1],
+            only_cross_attention=[True, False, False],
+            transformer_layers_per_block=[[1, 2], [2, 1], [1]],
+            reverse_transformer_layers_per_block=[[1, 1], [2, 1, 3], [1, 2, 1]],
+            cross_attention_dim=[COND_DIM, COND_DIM, COND_DIM],
+            attention_head_dim=[2, 4, 2],
+        ),
+        make_inputs=inputs_asymmetric_lists,
+        description=(
+            "Per-block lists (SSD-1B/Vega-style asymmetric UNet): layers_per_block [2,2,1] (up blocks use "
+            "reversed+1: [2,3,3]), transformer_layers_per_block as a list of lists per down-block layer "
+            "[[1,2],[2,1],[1]] (the mid block takes the last entry [1]) with reverse_transformer_layers_per_block "
+            "[[1,1],[2,1,3],[1,2,1]] giving the up blocks' depths per layer explicitly, only_cross_attention per "
+            "block [true,false,false] (reversed for the up blocks: the LAST up block has attn1 as a "
+            "cross-attention), cross_attention_dim as a per-block list, attention_head_dim [2,4,2] heads "
+            "(up: reversed [2,4,2]; mid: 2); batch 1 with a Python int timestep 12 (stored I64 0-d, "
+            "python_scalars; diffusers makes torch.tensor([12], dtype=torch.int64)); weights F16."
+        ),
+    ),
+    Case(
+        name="attn_up_block",
+        model_class="UNet2DConditionModel",
+        seed=3020,
+        weights_dtype="F16",
+        config=dict(
+            SD_TINY_L1,
+            block_out_channels=[8, 16],
+            down_block_types=["DownBlock2D", CA_DOWN],
+            mid_block_type="UNetMidBlock2D",
+            up_block_types=["AttnUpBlock2D", "AttnUpBlock2D"],
+            attention_head_dim=[2, 4],
+            num_class_embeds=5,
+        ),
+        make_inputs=inputs_attn_up_block,
+        description=(
+            "AttnUpBlock2D in a UNet2DConditionModel (it runs in 0.26.3; AttnDownBlock2D does not: its forward "
+            "rejects the scale= keyword the model passes): up blocks AttnUpBlock2D x2 (resnet + deprecated-style "
+            "attention with GroupNorm(4) and residual, no cross-attention; it ignores upsample_size, so odd "
+            "latent sizes fail), attention_head_dim [2,4] is a head DIM for AttnUpBlock2D and is NOT reversed "
+            "for up blocks (up block 0 at 16 channels: head dim 2 => 8 heads; up block 1 at 8 channels: head "
+            "dim 4 => 2 heads) while the CrossAttnDownBlock2D uses entry 1 = 4 as a head COUNT; mid_block_type "
+            "UNetMidBlock2D = ONE resnet (num_layers 0, no attention); num_class_embeds 5 (nn.Embedding, int64 "
+            "class_labels, added); weights F16."
+        ),
+    ),
+    Case(
+        name="freeu_pow2",
+        model_class="UNet2DConditionModel",
+        seed=3021,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        freeu=dict(s1=0.9, s2=0.2, b1=1.5, b2=1.6),
+        make_inputs=inputs_freeu_pow2,
+        description=(
+            "FreeU (unet.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6), SD1.5 values; replay from meta.json "
+            "apply.freeu): in up blocks 0 (UpBlock2D) and 1 (CrossAttnUpBlock2D), at every resnet, the first "
+            "half of the backbone channels is multiplied by b1/b2 and the skip goes through fourier_filter "
+            "(fftn over H,W, fftshift, the centred 2x2 box [H//2-1:H//2+1, W//2-1:W//2+1] times s1/s2, inverse); "
+            "16x16 latents: the skips there are 4x4 and 8x8 (powers of two: the FFT runs in float64 in this "
+            "reference); batch 2; weights F16."
+        ),
+    ),
+    Case(
+        name="freeu_odd",
+        model_class="UNet2DConditionModel",
+        seed=3022,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        freeu=dict(s1=0.9, s2=0.2, b1=1.5, b2=1.6),
+        make_inputs=inputs_freeu_odd,
+        description=(
+            "FreeU as freeu_pow2 on 12x16 latents: the skips of up blocks 0 and 1 are 3x4 and 6x8; H is not a "
+            "power of two, so diffusers casts the skip to float32 for the FFT filter (and back): the filter "
+            "runs in float32 even in this float64 reference; centre box rows H//2-1..H//2 = 0..1 (H=3) and 2..3 "
+            "(H=6); batch 1; weights F16."
+        ),
+    ),
+    Case(
+        name="lora_diffusers",
+        model_class="UNet2DConditionModel",
+        seed=3023,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        lora=LoraSpec(format="diffusers", scale=0.7, seed=4001, with_nomatch=True),
+        make_inputs=inputs_lora,
+        description=(
+            "LoRA in diffusers format (lora.safetensors, F32, keys unet.<module>.lora.down.weight / "
+            ".lora.up.weight, rank 4, no alphas: diffusers 0.26.3 reads none from such a file, so the factor "
+            "alpha/rank is absent) on EVERY layer the non-PEFT loader accepts (meta apply_details.lora_layers: "
+            "attention to_q/to_k/to_v/to_out.0, GEGLU proj and FF output, proj_in/proj_out (1x1 convs), resnet "
+            "conv1/conv2/conv_shortcut/time_emb_proj, downsampler/upsampler convs, time_embedding.linear_1/"
+            "linear_2); run with cross_attention_kwargs={\"scale\": 0.7}: W x + 0.7*up(down(x)) everywhere "
+            "EXCEPT time_embedding.linear_1/2, which diffusers calls without the scale (their LoRA counts with "
+            "scale 1.0); the LoRA conv down layers use the base conv's kernel/stride/padding, up is 1x1. Also "
+            "holds lora_nomatch.safetensors (keys for modules that do not exist; diffusers raises, see "
+            "apply_details.nomatch_error). SD tiny layout, layers_per_block 1; weights F16."
+        ),
+    ),
+    Case(
+        name="lora_diffusers_fused",
+        model_class="UNet2DConditionModel",
+        seed=3023,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        lora=LoraSpec(format="diffusers", scale=0.7, fused=True, seed=4001),
+        make_inputs=inputs_lora,
+        description=(
+            "Same model, inputs and LoRA file as lora_diffusers, but unet.fuse_lora(lora_scale=0.7) (W += "
+            "0.7*up@down, computed by diffusers in float32 even for this float64 model, then cast) and a run "
+            "without cross_attention_kwargs. Differs from lora_diffusers beyond float tolerance because fusing "
+            "scales the time_embedding LoRA by 0.7 while the unfused run applies it at 1.0 (see "
+            "apply_details.fused_vs_unfused_*)."
+        ),
+    ),
+    Case(
+        name="lora_kohya",
+        model_class="UNet2DConditionModel",
+        seed=3023,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        lora=LoraSpec(format="kohya", scale=0.7, seed=4001, file_dtype="F16"),
+        make_inputs=inputs_lora,
+        description=(
+            "The same random LoRA tensors in kohya format (lora.safetensors, F16: lora_unet_<module path with "
+            "'_'>.lora_down.weight / .lora_up.weight / .alpha), converted by diffusers' own "
+            "_convert_kohya_lora_to_diffusers onto the same layers except time_embedding.linear_1/2 (a "
+            "lora_unet_time_embedding_* name does not map back in 0.26.3); alphas per layer kind: attention 2.0, "
+            "feed-forward 3.0, everything else 6.0 (rank 4: factors 0.5, 0.75, 1.5); scale 0.7 unfused. Same "
+            "base model and inputs as lora_diffusers."
+        ),
+    ),
+    Case(
+        name="lora_kohya_fused",
+        model_class="UNet2DConditionModel",
+        seed=3023,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        lora=LoraSpec(format="kohya", scale=0.7, fused=True, seed=4001, file_dtype="F16"),
+        make_inputs=inputs_lora,
+        description=(
+            "lora_kohya fused: unet.fuse_lora(lora_scale=0.7) (alpha/rank folded in, float32 arithmetic), run "
+            "without cross_attention_kwargs; matches the unfused lora_kohya output to float32-level precision "
+            "(apply_details.fused_vs_unfused_*)."
+        ),
+    ),
+]
+for _c in UNET2DCOND_CASES:
+    _c.python_numbers = "typed"
+
+
+# --------------------------------------------------------------------------------------------------
+# LoRA files (UNet2DConditionModel, non-PEFT loaders of diffusers 0.26.3)
+# --------------------------------------------------------------------------------------------------
+# kohya alpha per layer kind (rank 4: alpha/rank = 0.5, 0.75, 1.5): distinct so that a loader that applies
+# one global alpha, or none, fails the test
+KOHYA_ALPHAS = {"attention": 2.0, "feed_forward": 3.0, "other": 6.0}
+LORA_UP_GAIN = 0.2  # LoRA up matrices ~ U(+-sqrt(3/rank)) * gain; down matrices ~ U(+-sqrt(3/fan_in))
+
+
+def lora_target_modules(model: torch.nn.Module) -> List[Tuple[str, torch.nn.Module]]:
+    """Every layer diffusers 0.26.3's non-PEFT `load_attn_procs` can put a LoRA on: the LoRACompatibleLinear
+    and LoRACompatibleConv modules (attention to_q/to_k/to_v/to_out.0 and add_k_proj/add_v_proj, GEGLU proj
+    and FF output, Transformer2D proj_in/proj_out, resnet conv1/conv2/conv_shortcut/time_emb_proj, down/up
+    sampler convs, TimestepEmbedding linear_1/linear_2 of time_embedding/add_embedding/class_embedding).
+    conv_in, conv_out, encoder_hid_proj, cond_proj, norms are plain torch layers."""
+    from diffusers.models.lora import LoRACompatibleConv, LoRACompatibleLinear
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (LoRACompatibleConv, LoRACompatibleLinear))]
+
+
+def _lora_kind(name: str) -> str:
+    last = name.split(".")
+    if any(p in ("to_q", "to_k", "to_v", "to_out", "add_k_proj", "add_v_proj") for p in last):
+        return "attention"
+    if ".ff." in f".{name}.":
+        return "feed_forward"
+    return "other"
+
+
+def _kohya_expressible(name: str) -> bool:
+    """diffusers' kohya converter maps `lora_unet_<name with _>` back only for the UNet's block modules."""
+    return name.startswith(("down_blocks.", "mid_block.", "up_blocks."))
+
+
+def write_lora_files(case: Case, model: torch.nn.Module, folder: str) -> Dict[str, Any]:
+    spec = case.lora
+    gen = torch.Generator().manual_seed(spec.seed)
+    file_dtype = STORAGE_DTYPES[spec.file_dtype]
+    targets = lora_target_modules(model)
+    if spec.format == "kohya":
+        skipped = [n for n, _ in targets if not _kohya_expressible(n)]
+        targets = [(n, m) for n, m in targets if _kohya_expressible(n)]
+    else:
+        skipped = []
+    r = spec.rank
+    sd: Dict[str, torch.Tensor] = {}
+    layers: Dict[str, Any] = {}
+    for name, mod in targets:
+        if isinstance(mod, torch.nn.Conv2d):
+            down_shape = (r, mod.in_channels) + tuple(mod.kernel_size)
+            up_shape = (mod.out_channels, r, 1, 1)
+        else:
+            down_shape = (r, mod.in_features)
+            up_shape = (mod.out_features, r)
+        down = _avoid_tiny(_fan_in_uniform(down_shape, gen)).to(file_dtype)
+        up = _avoid_tiny((torch.rand(up_shape, generator=gen) * 2 - 1) * math.sqrt(3.0 / r) * LORA_UP_GAIN)
+        up = up.to(file_dtype)
+        alpha = KOHYA_ALPHAS[_lora_kind(name)] if spec.format == "kohya" else None
+        if spec.format == "diffusers":
+            sd[f"unet.{name}.lora.down.weight"] = down
+            sd[f"unet.{name}.lora.up.weight"] = up
+        elif spec.format == "kohya":
+            kname = "lora_unet_" + name.replace(".", "_")
+            sd[f"{kname}.lora_down.weight"] = down
+            sd[f"{kname}.lora_up.weight"] = up
+            sd[f"{kname}.alpha"] = torch.tensor(alpha, dtype=file_dtype)
+        else:
+            raise ValueError(spec.format)
+        layers[name] = alpha
+    safetensors.torch.save_file(sd, os.path.join(folder, spec.file))
+    info: Dict[str, Any] = {
+        "rank": r,
+        "file_dtype": spec.file_dtype,
+        "num_lora_layers": len(layers),
+        "lora_layers": sorted(layers),
+        "network_alpha": (
+            {k: v for k, v in KOHYA_ALPHAS.items()} if spec.format == "kohya" else None
+        ),
+    }
+    if skipped:
+        info["accepted_but_not_expressible_in_this_format"] = skipped
+    if spec.with_nomatch:
+        info["nomatch_error"] = write_lora_nomatch(model, folder, gen)
+    info["_expected_layers"] = layers
+    return info
+
+
+def write_lora_nomatch(model: torch.nn.Module, folder: str, gen: torch.Generator) -> str:
+    """lora_nomatch.safetensors: diffusers-format LoRA keys for modules that do not exist (an `attn3` in a
+    transformer block, a down block index past the end). Returns the error diffusers raises for it."""
+    from diffusers.loaders.lora import LoraLoaderMixin  # (not re-exported without transformers)
+
+    nd = len(model.down_blocks)
+    sd = {}
+    for name, fan_in, fan_out in [
+        ("down_blocks.0.attentions.0.transformer_blocks.0.attn3.to_q", 8, 8),
+        (f"down_blocks.{nd + 3}.resnets.0.time_emb_proj", 32, 8),
+    ]:
+        sd[f"unet.{name}.lora.down.weight"] = _avoid_tiny(_fan_in_uniform((4, fan_in), gen))
+        sd[f"unet.{name}.lora.up.weight"] = _avoid_tiny(_fan_in_uniform((fan_out, 4), gen))
+    path = os.path.join(folder, "lora_nomatch.safetensors")
+    safetensors.torch.save_file(sd, path)
+    probe = model.__class__.from_config(model.config)
+    try:
+        state_dict, alphas = LoraLoaderMixin.lora_state_dict(folder, weight_name="lora_nomatch.safetensors")
+        LoraLoaderMixin.load_lora_into_unet(state_dict, alphas, probe)
+    except Exception as exc:  # noqa: BLE001 - any error is what we want to record
+        return f"{type(exc).__name__}: {exc}"
+    raise RuntimeError("lora_nomatch.safetensors loaded without error")
+
+
+def apply_lora(model: torch.nn.Module, case: Case, folder: str, info: Dict[str, Any]) -> None:
+    """Load the case's LoRA file the way pipeline.load_lora_weights does for the UNet; check which layers
+    got a LoRA (and their alphas); fuse when the case asks for it."""
+    from diffusers.loaders.lora import LoraLoaderMixin  # (not re-exported without transformers)
+
+    spec = case.lora
+    state_dict, alphas = LoraLoaderMixin.lora_state_dict(folder, weight_name=spec.file)
+    LoraLoaderMixin.load_lora_into_unet(state_dict, alphas, model)
+    got = {}
+    for name, mod in lora_target_modules(model):
+        layer = getattr(mod, "lora_layer", None)
+        if layer is not None:
+            got[name] = layer.network_alpha
+            if layer.rank != spec.rank:
+                raise RuntimeError(f"{case.name}: {name} got rank {layer.rank}")
+    expected = info.get("_expected_layers")
+    if expected is not None and got != expected:
+        diff = sorted(set(got.items()) ^ set(expected.items()))
+        raise RuntimeError(f"{case.name}: LoRA landed on other layers/alphas than written: {diff[:10]}")
+    if spec.fused:
+        model.fuse_lora(lora_scale=spec.scale)
+
+
+# --------------------------------------------------------------------------------------------------
+# Published UNet2DConditionModel layouts (configs only: no weights, no outputs) -> <out>/unet2dcond_configs
+# --------------------------------------------------------------------------------------------------
+CONFIGS_DIR = "unet2dcond_configs"
+
+_SD_DOWN = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+_SD_UP = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+_SD15 = {
+    "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.6.0",
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": _SD_DOWN,
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": _SD_UP,
+}
+_SD21 = {
+    "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.10.0.dev0",
+    "act_fn": "silu",
+    "attention_head_dim": [5, 10, 20, 20],
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 1024,
+    "down_block_types": _SD_DOWN,
+    "downsample_padding": 1,
+    "dual_cross_attention": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "num_class_embeds": None,
+    "only_cross_attention": False,
+    "out_channels": 4,
+    "sample_size": 96,
+    "up_block_types": _SD_UP,
+    "upcast_attention": True,
+    "use_linear_projection": True,
+}
+_SDXL_COMMON = {
+    "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.19.0.dev0",
+    "act_fn": "silu",
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256,
+    "center_input_sample": False,
+    "class_embed_type": None,
+    "class_embeddings_concat": False,
+    "conv_in_kernel": 3,
+    "conv_out_kernel": 3,
+    "cross_attention_norm": None,
+    "downsample_padding": 1,
+    "dual_cross_attention": False,
+    "encoder_hid_dim": None,
+    "encoder_hid_dim_type": None,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_only_cross_attention": None,
+    "mid_block_scale_factor": 1,
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "num_attention_heads": None,
+    "num_class_embeds": None,
+    "only_cross_attention": False,
+    "out_channels": 4,
+    "resnet_out_scale_factor": 1.0,
+    "resnet_skip_time_act": False,
+    "resnet_time_scale_shift": "default",
+    "sample_size": 128,
+    "time_cond_proj_dim": None,
+    "time_embedding_act_fn": None,
+    "time_embedding_dim": None,
+    "time_embedding_type": "positional",
+    "timestep_post_act": None,
+    "upcast_attention": None,
+    "use_linear_projection": True,
+}
+_SDXL_BASE = dict(
+    _SDXL_COMMON,
+    attention_head_dim=[5, 10, 20],
+    block_out_channels=[320, 640, 1280],
+    cross_attention_dim=2048,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    projection_class_embeddings_input_dim=2816,
+    transformer_layers_per_block=[1, 2, 10],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+)
+_SDXL_REFINER = dict(
+    _SDXL_COMMON,
+    attention_head_dim=[6, 12, 24, 24],
+    block_out_channels=[384, 768, 1536, 1536],
+    cross_attention_dim=1280,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    projection_class_embeddings_input_dim=2560,
+    transformer_layers_per_block=4,
+    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+)
+_LCM_SDXL = dict(_SDXL_BASE, _diffusers_version="0.23.0.dev0", time_cond_proj_dim=256)
+
+# name -> (hub repo/subfolder, config as published, fields written from memory / not seen verbatim)
+REAL_CONFIGS: Dict[str, Tuple[str, dict, List[str]]] = {
+    "sd15": ("runwayml/stable-diffusion-v1-5 unet/config.json", _SD15, ["_diffusers_version"]),
+    "sd21_768": (
+        "stabilityai/stable-diffusion-2-1 unet/config.json",
+        _SD21,
+        ["_diffusers_version", "presence of dual_cross_attention/num_class_embeds/only_cross_attention keys"],
+    ),
+    "sdxl_base": (
+        "stabilityai/stable-diffusion-xl-base-1.0 unet/config.json",
+        _SDXL_BASE,
+        ["_diffusers_version", "upcast_attention null (vs false)", "the full set of null-valued keys"],
+    ),
+    "sdxl_refiner": (
+        "stabilityai/stable-diffusion-xl-refiner-1.0 unet/config.json",
+        _SDXL_REFINER,
+        [
+            "_diffusers_version",
+            "transformer_layers_per_block 4 (cut off in the map's excerpt; 4 from memory)",
+            "upcast_attention null",
+            "the full set of null-valued keys",
+        ],
+    ),
+    "lcm_sdxl": (
+        "latent-consistency/lcm-sdxl config.json",
+        _LCM_SDXL,
+        ["_diffusers_version", "everything except time_cond_proj_dim 256 is assumed identical to SDXL base"],
+    ),
+}
+
+
+def _count_params_without_init(config: dict) -> int:
+    """Instantiate UNet2DConditionModel.from_config(config) with the layers' random initialisation
+    skipped (the count does not depend on it; a 2.6B-parameter init is slow) and count parameters."""
+    classes = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.Embedding)
+    saved = {c: c.reset_parameters for c in classes}
+    try:
+        for c in classes:
+            c.reset_parameters = lambda self: None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = diffusers.UNet2DConditionModel.from_config(config)
+        unused = sorted(set(config) - set(model.config) - {"_class_name", "_diffusers_version"})
+        if unused:
+            raise RuntimeError(f"config keys diffusers {diffusers.__version__} ignores: {unused}")
+        n = sum(p.numel() for p in model.parameters())
+        del model
+        return n
+    finally:
+        for c, f in saved.items():
+            c.reset_parameters = f
+
+
+def write_real_configs(out_root: str) -> None:
+    root = os.path.join(out_root, CONFIGS_DIR)
+    os.makedirs(root, exist_ok=True)
+    rows = []
+    for name, (source, config, unsure) in REAL_CONFIGS.items():
+        n = _count_params_without_init(config)
+        d = os.path.join(root, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "config.json"), "w", encoding="utf-8") as f:
+            f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        rows.append((name, source, n, unsure))
+        print(f"  {CONFIGS_DIR}/{name}: {n} parameters ({n / 1e6:.2f} M)")
+    lines = [
+        "# Published `UNet2DConditionModel` layouts (configs only)",
+        "",
+        "Generated by `tools/make_fixtures.py` (do not edit by hand). No weights and no expected outputs: these "
+        "are the `unet/config.json` files of real checkpoints, for testing config parsing, model construction "
+        "(parameter count, memory planning) and benchmarks at real sizes. Each was written from the map "
+        "(/work/shared/diffusers-unets.md §6.3) and from memory of the hub files and diffusers' conversion "
+        "scripts, and each was instantiated with "
+        f"`UNet2DConditionModel.from_config` of diffusers {EXPECTED_DIFFUSERS_VERSION} (no unknown keys; weights "
+        "neither initialised nor saved) to prove diffusers accepts it.",
+        "",
+        "| name | published as | parameters | not seen verbatim (written from memory) |",
+        "|---|---|---|---|",
+    ]
+    for name, source, n, unsure in rows:
+        lines.append(f"| `{name}` | {source} | {n:,} | {'; '.join(unsure)} |")
+    lines.append("")
+    with open(os.path.join(root, "README.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
 FAMILIES: Dict[str, List[Case]] = {
     "unet2d": UNET2D_CASES,
     "unet1d": UNET1D_CASES,
-    # later: "unet2d_condition": ..., "unet3d_condition": ..., "unet_motion": ...
+    "unet2dcond": UNET2DCOND_CASES,
+    # later: "unet3d_condition": ..., "unet_motion": ...
 }
 for _family, _cases in FAMILIES.items():
     for _case in _cases:
@@ -1136,13 +2420,92 @@ def _stored_inputs(inputs: Dict[str, Any]):
     return stored, python_scalars
 
 
-def _run(model, inputs):
+def _flatten_inputs(inputs: Dict[str, Any]) -> Dict[str, Any]:
+    """forward() kwargs -> stored names: a dict argument's entries as `arg.key`, a list/tuple argument's
+    entries as `arg.0`, `arg.1`, ... (one level; everything else unchanged)."""
+    flat: Dict[str, Any] = {}
+    for k, v in inputs.items():
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                flat[f"{k}.{kk}"] = vv
+        elif isinstance(v, (list, tuple)):
+            for i, vv in enumerate(v):
+                flat[f"{k}.{i}"] = vv
+        else:
+            flat[k] = v
+    return flat
+
+
+def _nest_inputs(flat: Dict[str, Any]) -> Dict[str, Any]:
+    """Inverse of _flatten_inputs; `arg.<int>` entries become a NEW list each call (diffusers pops from
+    down_intrablock_additional_residuals), `arg.<name>` entries a dict."""
+    out: Dict[str, Any] = {}
+    lists: Dict[str, Dict[int, Any]] = {}
+    for k, v in flat.items():
+        if "." not in k:
+            out[k] = v
+            continue
+        arg, sub = k.split(".", 1)
+        if sub.isdigit():
+            lists.setdefault(arg, {})[int(sub)] = v
+        else:
+            out.setdefault(arg, {})[sub] = v
+    for arg, items in lists.items():
+        if sorted(items) != list(range(len(items))):
+            raise RuntimeError(f"input list {arg}: indices {sorted(items)} are not 0..n-1")
+        out[arg] = [items[i] for i in range(len(items))]
+    return out
+
+
+def _python_number_as_tensor(v, rule: str) -> torch.Tensor:
+    if rule == "long":
+        return torch.tensor([v], dtype=torch.long)
+    if rule == "typed":
+        return torch.tensor([v], dtype=torch.float64 if isinstance(v, float) else torch.int64)
+    raise ValueError(rule)
+
+
+def _python_number_rule(v, rule: str) -> str:
+    if rule == "long":
+        return f"torch.tensor([{int(v)}], dtype=torch.long)"
+    return f"torch.tensor([{v!r}], dtype=torch.{'float64' if isinstance(v, float) else 'int64'})"
+
+
+def _run(model, inputs, **call_kwargs):
+    kwargs = _nest_inputs(inputs)
     with torch.no_grad():
-        return model(**inputs, return_dict=True).sample
+        out = model(**kwargs, **call_kwargs, return_dict=True).sample
+    # UNet2DConditionModel pops the T2I-Adapter residuals it uses; one left over was silently ignored
+    if kwargs.get("down_intrablock_additional_residuals"):
+        raise RuntimeError(
+            f"{len(kwargs['down_intrablock_additional_residuals'])} down_intrablock_additional_residuals unused"
+        )
+    return out
 
 
 def _tensor_info(t: torch.Tensor) -> dict:
     return {"dtype": SAFETENSORS_DTYPE_NAMES[t.dtype], "shape": list(t.shape)}
+
+
+def _reference_model_from_file(case: Case, model_cls, config, weights_path: str, aliases, attn_paths):
+    """The model built from config and loaded with exactly the stored weight values (storage dtype)."""
+    storage_dtype = STORAGE_DTYPES[case.weights_dtype]
+    stored = safetensors.torch.load_file(weights_path)
+    for k, v in stored.items():
+        if v.dtype != storage_dtype:
+            raise RuntimeError(f"{case.name}: stored {k} as {v.dtype}, wanted {storage_dtype}")
+    if case.deprecated_attention_names:
+        if any(".to_q." in k or ".to_out.0." in k for k in stored if any(k.startswith(p + ".") for p in attn_paths)):
+            raise RuntimeError(f"{case.name}: new-style attention names left in the file")
+        stored = rename_from_deprecated(stored, attn_paths)
+    torch.manual_seed(case.seed)
+    ref_model = model_cls.from_config(config)
+    if case.model_patch is not None:
+        case.model_patch(ref_model, case)
+    missing, unexpected = ref_model.load_state_dict(stored, strict=False)
+    if unexpected or set(missing) - set(aliases):
+        raise RuntimeError(f"{case.name}: load mismatch: missing {missing}, unexpected {unexpected}")
+    return ref_model
 
 
 def make_case(case: Case, out_root: str) -> dict:
@@ -1198,40 +2561,66 @@ def make_case(case: Case, out_root: str) -> dict:
         safetensors.torch.save_file(file_sd, weights_path, metadata={"format": "pt"})
 
         # 3. reference model built from exactly the stored values
-        stored = safetensors.torch.load_file(weights_path)
-        for k, v in stored.items():
-            if v.dtype != storage_dtype:
-                raise RuntimeError(f"{case.name}: stored {k} as {v.dtype}, wanted {storage_dtype}")
-        if case.deprecated_attention_names:
-            if any(".to_q." in k or ".to_out.0." in k for k in stored if any(k.startswith(p + ".") for p in attn_paths)):
-                raise RuntimeError(f"{case.name}: new-style attention names left in the file")
-            stored = rename_from_deprecated(stored, attn_paths)
-        torch.manual_seed(case.seed)
-        ref_model = model_cls.from_config(model.config)
-        if case.model_patch is not None:
-            case.model_patch(ref_model, case)
-        missing, unexpected = ref_model.load_state_dict(stored, strict=False)
-        if unexpected or set(missing) - set(aliases):
-            raise RuntimeError(f"{case.name}: load mismatch: missing {missing}, unexpected {unexpected}")
+        ref_model = _reference_model_from_file(case, model_cls, model.config, weights_path, aliases, attn_paths)
         ref_model = ref_model.to(ref_dtype).eval()
 
-        inputs = case.make_inputs(torch.Generator().manual_seed(case.seed * 31 + 5))
+        inputs = _flatten_inputs(case.make_inputs(torch.Generator().manual_seed(case.seed * 31 + 5)))
         if inputs["sample"].dtype != torch.float32:
             raise RuntimeError("sample must be stored as F32")
         stored_inputs, python_scalars = _stored_inputs(inputs)
         ref_inputs = _to_reference(inputs, ref_dtype)
-        out = _run(ref_model, ref_inputs)
+
+        # 3b. things that are not forward() arguments (meta.json "apply"): FreeU, LoRA
+        apply_meta: Dict[str, Any] = {}
+        apply_info: Dict[str, Any] = {}
+        call_kwargs: Dict[str, Any] = {}
+        if case.lora is not None:
+            base_out = _run(ref_model, ref_inputs)
+            apply_info = write_lora_files(case, ref_model, tmp)
+            apply_lora(ref_model, case, tmp, apply_info)
+            apply_meta["lora"] = {
+                "file": case.lora.file,
+                "format": case.lora.format,
+                "scale": case.lora.scale,
+                "fused": case.lora.fused,
+            }
+            if not case.lora.fused:
+                call_kwargs = {"cross_attention_kwargs": {"scale": case.lora.scale}}
+        if case.freeu is not None:
+            ref_model.enable_freeu(**case.freeu)
+            apply_meta["freeu"] = dict(case.freeu)
+
+        out = _run(ref_model, ref_inputs, **call_kwargs)
         if out.dtype != ref_dtype:
             raise RuntimeError(f"{case.name}: output dtype {out.dtype}, expected {ref_dtype}")
         if not torch.isfinite(out).all():
             raise RuntimeError(f"{case.name}: non-finite reference output")
+        if case.lora is not None:
+            rel = ((out - base_out).norm() / base_out.norm()).item()
+            apply_info["relative_change_vs_no_lora"] = rel
+            if rel < 0.05:
+                raise RuntimeError(f"{case.name}: LoRA changes the output too little (relative change {rel:.4f})")
+            if case.lora.fused:
+                # the same LoRA unfused, at the same scale, for comparison (informative)
+                unfused = _reference_model_from_file(case, model_cls, model.config, weights_path, aliases, attn_paths)
+                unfused = unfused.to(ref_dtype).eval()
+                apply_lora(unfused, dataclasses.replace(case, lora=dataclasses.replace(case.lora, fused=False)), tmp,
+                           apply_info)
+                out_unfused = _run(unfused, ref_inputs, cross_attention_kwargs={"scale": case.lora.scale})
+                apply_info["fused_vs_unfused_max_abs_diff"] = (out - out_unfused).abs().max().item()
+                apply_info["fused_vs_unfused_relative_diff"] = (
+                    (out - out_unfused).norm() / out_unfused.norm()
+                ).item()
         if python_scalars:
-            # sanity check of the documented convention: a Python number t acts as torch.tensor([t], long)
-            as_long = dict(ref_inputs)
+            # sanity check of the documented convention for Python numbers
+            as_tensor = dict(ref_inputs)
             for k in python_scalars:
-                as_long[k] = torch.tensor([inputs[k]], dtype=torch.long)
-            if not torch.equal(out, _run(ref_model, as_long)):
-                raise RuntimeError(f"{case.name}: Python-number argument does not act as torch.tensor([t], long)")
+                as_tensor[k] = _python_number_as_tensor(inputs[k], case.python_numbers)
+            if not torch.equal(out, _run(ref_model, as_tensor, **call_kwargs)):
+                raise RuntimeError(
+                    f"{case.name}: Python-number argument does not act as "
+                    f"{_python_number_rule(inputs[python_scalars[0]], case.python_numbers)}"
+                )
 
         # 4. the folder must load with diffusers' own from_pretrained and give the identical output
         if case.model_patch is None:
@@ -1251,7 +2640,11 @@ def make_case(case: Case, out_root: str) -> dict:
         if bad_missing or info["unexpected_keys"] or bad_mismatched or info["error_msgs"]:
             raise RuntimeError(f"{case.name}: from_pretrained loading problems: {info}")
         loaded = loaded.to(ref_dtype).eval()
-        out2 = _run(loaded, _to_reference(inputs, ref_dtype))
+        if case.lora is not None:
+            apply_lora(loaded, case, tmp, {})
+        if case.freeu is not None:
+            loaded.enable_freeu(**case.freeu)
+        out2 = _run(loaded, _to_reference(inputs, ref_dtype), **call_kwargs)
         if not torch.equal(out, out2):
             raise RuntimeError(
                 f"{case.name}: from_pretrained output differs (max abs diff {(out - out2).abs().max().item()})"
@@ -1298,10 +2691,14 @@ def make_case(case: Case, out_root: str) -> dict:
                     "python_type": type(inputs[k]).__name__,
                     "value": inputs[k],
                     "stored_as": SAFETENSORS_DTYPE_NAMES[stored_inputs[k].dtype] + " 0-d",
-                    "diffusers_uses": f"torch.tensor([{int(inputs[k])}], dtype=torch.long)",
+                    "diffusers_uses": _python_number_rule(inputs[k], case.python_numbers),
                 }
                 for k in python_scalars
             }
+        if apply_meta:
+            meta["apply"] = apply_meta
+        if apply_info:
+            meta["apply_details"] = {k: v for k, v in apply_info.items() if not k.startswith("_")}
         if fixed_buffers:
             meta["fixed_buffers_not_randomized"] = fixed_buffers
         if case.extra_config:
@@ -1332,7 +2729,7 @@ def make_case(case: Case, out_root: str) -> dict:
 
 
 def _fmt_inputs(case: Case) -> str:
-    inputs = case.make_inputs(torch.Generator().manual_seed(0))
+    inputs = _flatten_inputs(case.make_inputs(torch.Generator().manual_seed(0)))
     parts = []
     for k, v in inputs.items():
         if _is_python_number(v):
@@ -1342,6 +2739,16 @@ def _fmt_inputs(case: Case) -> str:
             parts.append(f"`{k}` {SAFETENSORS_DTYPE_NAMES[v.dtype]} {tuple(v.shape) if v.dim() else '0-d'}")
     return ", ".join(parts)
 
+
+DEFAULT_README_INPUT_NAMES = "`sample`, `timestep`, `class_labels` when used"
+FAMILY_README_INPUT_NAMES: Dict[str, str] = {
+    "unet2dcond": (
+        "`sample`, `timestep`, `encoder_hidden_states` and, when used, `class_labels`, `timestep_cond`, "
+        "`attention_mask`, `encoder_attention_mask`, `added_cond_kwargs.<key>`, "
+        "`down_block_additional_residuals.<i>`, `mid_block_additional_residual`, "
+        "`down_intrablock_additional_residuals.<i>`"
+    ),
+}
 
 # extra README paragraphs per family (appended after the common header)
 FAMILY_README_NOTES: Dict[str, List[str]] = {
@@ -1369,6 +2776,51 @@ FAMILY_README_NOTES: Dict[str, List[str]] = {
         "value-function model with batch 2 and a single timestep fails at the out block's torch.cat.",
         "",
     ],
+    "unet2dcond": [
+        "UNet2DConditionModel specifics:",
+        "",
+        "- Input names: forward() argument names; dict arguments flattened as `added_cond_kwargs.text_embeds`, "
+        "`added_cond_kwargs.time_ids`; list arguments as `down_block_additional_residuals.0` ... (index order), "
+        "`down_intrablock_additional_residuals.0` ...; `mid_block_additional_residual` as is. Masks are stored as "
+        "given (0/1 in I64 or F32; diffusers converts them to `(1-m)*-10000` biases in the model dtype).",
+        "- Python-number timesteps are NOT truncated here: a Python float becomes `torch.tensor([t], "
+        "dtype=torch.float64)`, an int `torch.tensor([t], dtype=torch.int64)`. Stored as 0-d F64/I64 with "
+        "safetensors metadata `{\"python_scalars\": \"timestep\"}` as in the other families.",
+        "- `meta.json` `apply`: things that are not forward() arguments, to replay through the API before the run: "
+        "`{\"freeu\": {\"s1\", \"s2\", \"b1\", \"b2\"}}` (unet.enable_freeu) and `{\"lora\": {\"file\", "
+        "\"format\": \"diffusers\"|\"kohya\", \"scale\", \"fused\"}}` (the LoRA file is in the case folder; "
+        "scale is cross_attention_kwargs={\"scale\": s}, or fuse_lora(lora_scale=s) when fused). "
+        "`apply_details` lists the layers that received a LoRA, the alphas, the relative change of the output "
+        "against the model without LoRA, and for fused cases the difference to the unfused run.",
+        "- Every reference is float64 (no configuration here needed float32: unlike UNet2DModel, the conditional "
+        "model casts the class-\"timestep\" sinusoid and the text_time embeddings to the model dtype). Still "
+        "float32 inside a float64 run: the sinusoidal projections (time, class timestep, add_time_proj), the "
+        "attention scores+softmax when upcast_attention is true, the FreeU FFT filter when H or W of the skip is "
+        "not a power of two, and fuse_lora's W + s*up@down.",
+        "- LoRA (non-PEFT path; peft is not installed): LoRA attaches to LoRACompatibleLinear/Conv layers only "
+        "(attention q/k/v/out and add_k/add_v, GEGLU proj and FF out, proj_in/proj_out, resnet conv1/conv2/"
+        "conv_shortcut/time_emb_proj, sampler convs, TimestepEmbedding linear_1/linear_2); conv_in/conv_out, "
+        "encoder_hid_proj, cond_proj, norms cannot take one. The scale reaches every LoRA except "
+        "time_embedding.linear_1/2 (called without scale => always 1.0 unfused, but fuse_lora scales it, so "
+        "fused != unfused whenever the time embedding has a LoRA). A diffusers-format file carries no alphas in "
+        "0.26.3 (an `.alpha` key breaks load_attn_procs); kohya files do (`.alpha` per module, factor alpha/rank) "
+        "but cannot address time_embedding. PEFT-format keys (`lora_A`/`lora_B`) are not loadable without peft "
+        "in 0.26.3 (KeyError 'lora.down.weight'). `lora_diffusers/lora_nomatch.safetensors` holds keys for "
+        "non-existent modules; diffusers raises AttributeError (see its meta `apply_details.nomatch_error`); "
+        "a file with only `text_encoder.*` keys, by contrast, loads silently onto no layer.",
+        "- Observed in 0.26.3 (no fixture): dual_cross_attention true cannot run at all (every CrossAttn block "
+        "passes encoder_attention_mask= to DualTransformer2DModel.forward, which has no such parameter: "
+        "TypeError, with or without a mask); AttnDownBlock2D fails (its forward rejects scale=); "
+        "norm_num_groups null fails at construction for every standard/Simple block (GroupNorm(None)) and only "
+        "works with the K blocks (k_upscaler); AttnUpBlock2D ignores upsample_size (odd latent sizes fail at the "
+        "skip concatenation); attention_mask reaches attn1 (self-attention) of transformer blocks and fails "
+        "unless its length equals H*W at every transformer that gets it (prepare_attention_mask pads by "
+        "target_length, not by the difference), except with only_cross_attention where attn1 attends to the "
+        "encoder tokens; in SimpleCrossAttn blocks attention_mask (if given) replaces encoder_attention_mask as "
+        "the cross mask, and with only_cross_attention true any encoder mask fails (padded to 9 + H*W keys); "
+        "K up blocks recognise the first up block by in == out == temb channels.",
+        "",
+    ],
 }
 
 
@@ -1381,9 +2833,9 @@ def write_family_readme(family: str, cases: List[Case], out_root: str) -> None:
         f"diffusers {EXPECTED_DIFFUSERS_VERSION} `{cases[0].model_class}` with random non-zero weights.",
         "",
         "Each folder holds `config.json` (as diffusers writes it), `diffusion_pytorch_model.safetensors` "
-        "(weights in the case's storage dtype), `inputs.safetensors` (forward() arguments by name: `sample`, "
-        "`timestep`, `class_labels` when used), `expected.safetensors` (`sample`: diffusers' output, F64) and "
-        "`meta.json`.",
+        "(weights in the case's storage dtype), `inputs.safetensors` (forward() arguments by name: "
+        f"{FAMILY_README_INPUT_NAMES.get(family, DEFAULT_README_INPUT_NAMES)}), `expected.safetensors` (`sample`: "
+        "diffusers' output, F64) and `meta.json`.",
         "",
         "Reference: `reference_dtype` float64 means the model ran with `.double()`; diffusers still computes "
         "the sinusoidal timestep projection and the (upcast) attention softmax in float32. float32 means "
@@ -1412,6 +2864,14 @@ def write_family_readme(family: str, cases: List[Case], out_root: str) -> None:
         lines += [f"## `{c.name}`", "", c.description, ""]
         if c.reference_dtype_reason:
             lines += [f"float32 reference because {c.reference_dtype_reason}.", ""]
+        if c.freeu is not None or c.lora is not None:
+            apply = {}
+            if c.lora is not None:
+                apply["lora"] = {"file": c.lora.file, "format": c.lora.format, "scale": c.lora.scale,
+                                 "fused": c.lora.fused}
+            if c.freeu is not None:
+                apply["freeu"] = c.freeu
+            lines += [f"meta.json `apply`: `{json.dumps(apply)}`", ""]
         lines += ["```json", json.dumps({**c.config, **c.extra_config}, indent=None), "```", ""]
     with open(os.path.join(fam_dir, "README.md"), "w") as f:
         f.write("\n".join(lines))
@@ -1447,7 +2907,7 @@ def main(argv=None) -> int:
     selected = all_cases
     if args.only:
         names = set(args.only)
-        unknown = names - {c.name for c in all_cases} - set(FAMILIES)
+        unknown = names - {c.name for c in all_cases} - set(FAMILIES) - {CONFIGS_DIR}
         if unknown:
             sys.exit(f"unknown case/family: {sorted(unknown)} (see --list)")
         selected = [c for c in all_cases if c.name in names or c.family in names]
@@ -1477,6 +2937,9 @@ def main(argv=None) -> int:
         for case in fam_cases:
             make_case(case, args.out)
         write_family_readme(family, cases, args.out)
+
+    if not args.only or CONFIGS_DIR in args.only:
+        write_real_configs(args.out)
 
     print("size summary:")
     grand = 0

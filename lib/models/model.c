@@ -11,11 +11,10 @@
 #include "model.h"
 
 
-static const model_vt *const model_classes[] = { &unet2d_vt, &unet1d_vt };
+static const model_vt *const model_classes[] = { &unet2d_vt, &unet1d_vt, &unet2dcond_vt };
 
 /* Known diffusers classes that clunet does not run yet. */
-static const char *const planned_classes[] = { "UNet2DConditionModel", "UNet3DConditionModel",
-					       "UNetMotionModel" };
+static const char *const planned_classes[] = { "UNet3DConditionModel", "UNetMotionModel" };
 
 void clunet_model_options_init(clunet_model_options *o)
 {
@@ -236,6 +235,23 @@ clunet_status model_slot_values(model_inputs *mi, cu_dtype dt, int ndim, const i
 	sig_add(mi, s);
 	mi->n++;
 	return CLUNET_OK;
+}
+
+void model_slot_name(model_inputs *mi, const char *name)
+{
+	size_t k = strlen(mi->sig);
+	if (!mi->n)
+		return;
+	snprintf(mi->slot[mi->n - 1].name, sizeof(mi->slot[0].name), "%s", name);
+	snprintf(mi->sig + k, sizeof(mi->sig) - k, "=%s", name);
+}
+
+int model_slot_find(const model_inputs *mi, const char *name)
+{
+	for (int i = 0; i < mi->n; i++)
+		if (!strcmp(mi->slot[i].name, name))
+			return i;
+	return -1;
 }
 
 clunet_status model_slot_shape(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne)
@@ -652,7 +668,8 @@ clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 		st = planned ? cu_fail(CLUNET_ERR_UNSUPPORTED, "%s: key '_class_name': %s is not "
 						"supported by this version of clunet", c.path, cls)
 			     : cfg_error(&c, "_class_name", "\"%s\" is not a diffusers UNet model "
-						 "(expected UNet2DModel or UNet1DModel)", cls);
+						 "(expected UNet2DModel, UNet1DModel or "
+						 "UNet2DConditionModel)", cls);
 		goto fail;
 	}
 	st = m->vt->parse_config(m, &c);

@@ -8,7 +8,7 @@
 #include "io/safetensors.h"
 #include "nn/nn.h"
 
-#define MODEL_MAX_SLOTS 16
+#define MODEL_MAX_SLOTS 64
 #define MODEL_MAX_PLANS 4
 
 /* One graph input, converted from the caller's tensor. */
@@ -16,13 +16,14 @@ typedef struct model_slot {
 	cu_dtype dtype;
 	int ndim;
 	int64_t ne[CU_MAXD];
-	void *data; /* owned */
+	void *data;    /* owned */
+	char name[64]; /* when the model names its slots (model_slot_name) */
 } model_slot;
 
 typedef struct model_inputs {
 	model_slot slot[MODEL_MAX_SLOTS];
 	int n;
-	char sig[512]; /* what the graph depends on: slot dtypes and shapes */
+	char sig[2048]; /* what the graph depends on: slot names, dtypes and shapes */
 } model_inputs;
 
 struct clunet_model;
@@ -47,7 +48,7 @@ typedef struct model_vt {
 } model_vt;
 
 typedef struct model_plan {
-	char sig[512];
+	char sig[2048];
 	cu_plan *plan;
 	uint64_t last_use;
 } model_plan;
@@ -79,6 +80,10 @@ const clunet_tensor *model_find_input(const clunet_tensor *in, size_t n, const c
 /* Adds a float32 slot converted from t, which must be a float tensor of
  * ndim dims (shape checked by the caller). */
 clunet_status model_slot_f32(model_inputs *mi, const clunet_tensor *t);
+/* Names the last slot added (the name joins the signature); the builder
+ * finds it again with model_slot_find. */
+void model_slot_name(model_inputs *mi, const char *name);
+int model_slot_find(const model_inputs *mi, const char *name);
 /* A slot with a shape and no data (for building without running). */
 clunet_status model_slot_shape(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne);
 /* A float32 slot of n values from a caller-made array (copied). */
@@ -88,5 +93,6 @@ const char *model_tensor_shape(const clunet_tensor *t, char *buf, size_t cap);
 
 extern const model_vt unet2d_vt;
 extern const model_vt unet1d_vt;
+extern const model_vt unet2dcond_vt;
 
 #endif

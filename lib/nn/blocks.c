@@ -133,55 +133,18 @@ int nn_attention_fused(const nn_ctx *c, int64_t score_elems)
 	return score_elems * 4 > (32ll << 20);
 }
 
-int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int res,
-		 const nn_attn_cfg *a)
+/* softmax(q k^T / sqrt(d) + mask) v over channel-major q [N*heads][d][lq],
+ * k, v [N*heads][d][lk]: the plain path (GEMM, softmax, GEMM) or the fused
+ * kernel, by the size of the score matrix. */
+int nn_attention_core(nn_ctx *c, int q, int k, int v, int mask, int n, int heads, int d, int lq,
+		      int lk, int out_ndim, const int64_t *out_ne)
 {
-	char p[512];
-	const cu_tensor *xt;
-	int n, ch, hh, ww, lq, lk, inner, d = a->dim_head, heads = a->heads, h, kv, q, k, v, s, o;
-	int one_d, qkv_bias = !a->no_qkv_bias, ctx_ch;
 	gemm_args ga;
-	conv_args ca;
 	int64_t sne[3];
-
-	if (c->g->status || x < 0 || (a->ctx_dim && ctx < 0))
-		return cu_graph_fail(c->g, c->g->status ? c->g->status : CLUNET_ERR_ARGUMENT);
-	xt = cu_t(c->g, x); /* read now: building moves the tensor array */
-	n = (int)xt->ne[0];
-	ch = (int)xt->ne[1];
-	hh = xt->ndim == 4 ? (int)xt->ne[2] : 1;
-	ww = (int)xt->ne[xt->ndim - 1];
-	one_d = xt->ndim == 3;
-	lq = hh * ww;
-	lk = a->ctx_dim ? (int)cu_t(c->g, ctx)->ne[2] : lq;
-	ctx_ch = a->ctx_dim ? a->ctx_dim : ch;
-	inner = heads * d;
-
-	h = x;
-	if (a->groups > 0) {
-		P(p, "%s.group_norm", prefix);
-		h = nn_group_norm(c, p, x, a->groups, a->eps, 1, -1, CU_ACT_NONE);
-	}
-	kv = a->ctx_dim ? ctx : h;
-	/* the projections run channel-major: q [N, inner, Lq], k and v [N, inner, Lk] */
-	P(p, "%s.%s", prefix, a->names_1d ? "query" : "to_q");
-	q = nn_linear(c, p, h, ch, inner, qkv_bias, CU_ACT_NONE);
-	P(p, "%s.%s", prefix, a->names_1d ? "key" : "to_k");
-	k = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
-	P(p, "%s.%s", prefix, a->names_1d ? "value" : "to_v");
-	v = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
-	if (mask >= 0 && cu_numel(cu_t(c->g, mask)) != (int64_t)n * lk) {
-		cu_fail(CLUNET_ERR_INPUT, "%s: the attention mask has %lld values per item, but the "
-			"attention has %d keys", prefix, (long long)(cu_numel(cu_t(c->g, mask)) / n), lk);
-		return cu_graph_fail(c->g, CLUNET_ERR_INPUT);
-	}
-
-	if (nn_attention_fused(c, (int64_t)n * heads * lq * lk)) {
-		o = op_attention_fused(c->g, q, k, v, mask, heads, n * heads, d, lq, lk,
-				       (float)(1.0 / sqrt((double)d)), 4,
-				       (int64_t[]){ n, inner, hh, ww });
-		goto project;
-	}
+	int s;
+	if (nn_attention_fused(c, (int64_t)n * heads * lq * lk))
+		return op_attention_fused(c->g, q, k, v, mask, heads, n * heads, d, lq, lk,
+					  (float)(1.0 / sqrt((double)d)), out_ndim, out_ne);
 	/* scores[b, i, j] = scale * sum_e q[b, e, i] k[b, e, j], b over N * heads */
 	memset(&ga, 0, sizeof(ga));
 	ga.trans_a = 1;
@@ -216,9 +179,52 @@ int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int re
 	ga.stride_c = (long)d * lq;
 	ga.batch = n * heads;
 	ga.alpha = 1.0f;
-	o = op_gemm(c->g, v, s, &ga, 4, (int64_t[]){ n, inner, hh, ww });
+	return op_gemm(c->g, v, s, &ga, out_ndim, out_ne);
+}
 
-project:
+int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int res,
+		 const nn_attn_cfg *a)
+{
+	char p[512];
+	const cu_tensor *xt;
+	int n, ch, hh, ww, lq, lk, inner, d = a->dim_head, heads = a->heads, h, kv, q, k, v, o;
+	int one_d, qkv_bias = !a->no_qkv_bias, ctx_ch;
+	conv_args ca;
+
+	if (c->g->status || x < 0 || (a->ctx_dim && ctx < 0))
+		return cu_graph_fail(c->g, c->g->status ? c->g->status : CLUNET_ERR_ARGUMENT);
+	xt = cu_t(c->g, x); /* read now: building moves the tensor array */
+	n = (int)xt->ne[0];
+	ch = (int)xt->ne[1];
+	hh = xt->ndim == 4 ? (int)xt->ne[2] : 1;
+	ww = (int)xt->ne[xt->ndim - 1];
+	one_d = xt->ndim == 3;
+	lq = hh * ww;
+	lk = a->ctx_dim ? (int)cu_t(c->g, ctx)->ne[2] : lq;
+	ctx_ch = a->ctx_dim ? a->ctx_dim : ch;
+	inner = heads * d;
+
+	h = x;
+	if (a->groups > 0) {
+		P(p, "%s.group_norm", prefix);
+		h = nn_group_norm(c, p, x, a->groups, a->eps, 1, -1, CU_ACT_NONE);
+	}
+	kv = a->ctx_dim ? ctx : h;
+	/* the projections run channel-major: q [N, inner, Lq], k and v [N, inner, Lk] */
+	P(p, "%s.%s", prefix, a->names_1d ? "query" : "to_q");
+	q = nn_linear(c, p, h, ch, inner, qkv_bias, CU_ACT_NONE);
+	P(p, "%s.%s", prefix, a->names_1d ? "key" : "to_k");
+	k = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
+	P(p, "%s.%s", prefix, a->names_1d ? "value" : "to_v");
+	v = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
+	if (mask >= 0 && cu_numel(cu_t(c->g, mask)) != (int64_t)n * lk) {
+		cu_fail(CLUNET_ERR_INPUT, "%s: the attention mask has %lld values per item, but the "
+			"attention has %d keys", prefix, (long long)(cu_numel(cu_t(c->g, mask)) / n), lk);
+		return cu_graph_fail(c->g, CLUNET_ERR_INPUT);
+	}
+
+	o = nn_attention_core(c, q, k, v, mask, n, heads, d, lq, lk, 4,
+			      (int64_t[]){ n, inner, hh, ww });
 	conv_args_init(&ca, 0);
 	ca.res = res;
 	ca.out_div = a->rescale ? a->rescale : 1.0f;

@@ -132,6 +132,10 @@ typedef struct nn_attn_cfg {
 
 /* Whether attention with this many scores runs fused (no score matrix). */
 int nn_attention_fused(const nn_ctx *c, int64_t score_elems);
+/* softmax(q k^T / sqrt(d) + mask) v for channel-major q [N*heads][d][lq] and
+ * k, v [N*heads][d][lk], mask [N][lk] or -1; plain or fused by size. */
+int nn_attention_core(nn_ctx *c, int q, int k, int v, int mask, int n, int heads, int d, int lq,
+		      int lk, int out_ndim, const int64_t *out_ne);
 /* diffusers' Attention (AttnProcessor math) over the pixels of [N, C, H, W]
  * or the positions of [N, C, L]: queries from x, keys and values from the
  * channel-major context ctx [N, ctx_dim, L] (or from x), an additive mask
