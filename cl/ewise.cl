@@ -204,12 +204,12 @@ __kernel void repeat_len_f32(__global const float *x, uint x_off, __global float
 /* GEGLU on channel-major [N, 2F, P]: y[n][f][p] = x[n][f][p] * gelu(x[n][F + f][p]),
  * the first half the value, the second the gate (exact-erf GELU). */
 __kernel void geglu_f32(__global const float *x, uint x_off, __global float *y, uint y_off, int n,
-			int F, int P)
+			int nf, int np)
 {
 	int i = get_global_id(0);
 	if (i >= n)
 		return;
-	int per = F * P, b = i / per, r = i - b * per;
+	int per = nf * np, b = i / per, r = i - b * per;
 	__global const float *xb = x + x_off + (size_t)b * 2 * per;
 	y[y_off + i] = xb[r] * cu_act(xb[per + r], CU_ACT_GELU);
 }

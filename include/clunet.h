@@ -227,6 +227,53 @@ typedef struct clunet_op_profile {
 clunet_status clunet_model_profile(clunet_model_t *model, const clunet_op_profile **ops,
 				   size_t *n_ops);
 
+/* ------------------------------------------------- methods that change the output */
+
+/* FreeU (diffusers' enable_freeu(s1, s2, b1, b2)): in the two lowest-
+ * resolution up blocks (UpBlock2D / CrossAttnUpBlock2D and their 3-D and
+ * motion forms) the first half of the backbone channels is scaled by b1 / b2
+ * and each skip is Fourier-filtered with s1 / s2. Off unless all four are
+ * non-zero (diffusers' rule). */
+typedef struct clunet_freeu {
+	float s1, s2, b1, b2;
+	int threshold; /* half-width of the scaled frequency box; diffusers uses 1 (0 means 1) */
+	int use_fft;   /* 0: direct computation of the 4 scaled frequencies (threshold 1);
+			  1: clFFT over whole planes (any threshold; lengths of 2,3,5,7,11,13) */
+} clunet_freeu;
+
+/* NULL (or zeros) disables FreeU. Models without FreeU in diffusers
+ * (UNet2DModel, UNet1DModel) return CLUNET_ERR_UNSUPPORTED. */
+clunet_status clunet_model_set_freeu(clunet_model_t *model, const clunet_freeu *freeu);
+
+/* LoRA: a .safetensors file in diffusers (`unet.<module>.lora.down.weight`,
+ * older `<module>.processor.to_q_lora.down.weight`), PEFT
+ * (`<module>.lora_A.weight`) or kohya (`lora_unet_<module>.lora_down.weight`
+ * with `.alpha`) key form. Each layer computes W x + b + scale * alpha/rank *
+ * up(down(x)) (alpha/rank only where the file gives alphas), or runs with
+ * W + scale * alpha/rank * up @ down when fused. One LoRA at a time: loading
+ * another replaces it. Text-encoder keys in the file are ignored; a UNet key
+ * that matches no layer of the model is an error. */
+typedef struct clunet_lora_options {
+	float scale; /* cross_attention_kwargs={"scale": s}, or fuse_lora(lora_scale=s); default 1 */
+	int fuse;    /* 1: fold into the weights at once (fuse_lora) */
+	/* 1: as diffusers without the PEFT backend, the LoRA of
+	 * time_embedding.linear_1/2 runs at scale 1 whatever the scale (unfused
+	 * only). 0 (default): every layer gets the scale, as with PEFT. */
+	int time_embedding_unscaled;
+} clunet_lora_options;
+
+void clunet_lora_options_init(clunet_lora_options *options);
+clunet_status clunet_model_load_lora(clunet_model_t *model, const char *path,
+				     const clunet_lora_options *options);
+/* The scale of a loaded, unfused LoRA (no re-planning). */
+clunet_status clunet_model_set_lora_scale(clunet_model_t *model, float scale);
+/* fuse_lora(lora_scale=scale) / unfuse_lora(). */
+clunet_status clunet_model_fuse_lora(clunet_model_t *model, float scale);
+clunet_status clunet_model_unfuse_lora(clunet_model_t *model);
+/* unload_lora_weights(): drops the LoRA layers; weights it was fused into
+ * stay fused (diffusers' fuse-then-unload). */
+clunet_status clunet_model_unload_lora(clunet_model_t *model);
+
 /* -------------------------------------------------------------------- cache */
 
 /* Writes the default cache folder (the rule of cache_dir above) into buf. */

@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "testutil.h"
 
 #include "common/common.h"
@@ -20,8 +22,81 @@ static int count_plans(const clunet_model_t *m)
 	return n;
 }
 
+/* meta.json's "apply": what the fixture did to the model after loading it
+ * (FreeU, LoRA), as the model's methods. */
+typedef struct apply_spec {
+	int freeu;
+	clunet_freeu fu;
+	int lora;
+	char lora_file[1024];
+	clunet_lora_options lo;
+} apply_spec;
+
+static cJSON *read_json(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long len;
+	cJSON *j;
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)len + 1);
+	if (fread(buf, 1, (size_t)len, f) != (size_t)len)
+		len = 0;
+	fclose(f);
+	j = cJSON_Parse(buf);
+	free(buf);
+	return j;
+}
+
+static double num(const cJSON *o, const char *k, double def)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static int read_apply(const char *dir, const char *name, apply_spec *a)
+{
+	char path[4096];
+	cJSON *meta, *ap, *f, *l;
+	memset(a, 0, sizeof(*a));
+	snprintf(path, sizeof(path), "%s/%s/meta.json", dir, name);
+	meta = read_json(path);
+	if (!meta)
+		return 0;
+	ap = cJSON_GetObjectItemCaseSensitive(meta, "apply");
+	if ((f = cJSON_GetObjectItemCaseSensitive(ap, "freeu")) != NULL) {
+		a->freeu = 1;
+		a->fu.s1 = (float)num(f, "s1", 0);
+		a->fu.s2 = (float)num(f, "s2", 0);
+		a->fu.b1 = (float)num(f, "b1", 0);
+		a->fu.b2 = (float)num(f, "b2", 0);
+	}
+	if ((l = cJSON_GetObjectItemCaseSensitive(ap, "lora")) != NULL) {
+		const cJSON *file = cJSON_GetObjectItemCaseSensitive(l, "file");
+		const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(l, "format");
+		const cJSON *backend = cJSON_GetObjectItemCaseSensitive(l, "backend");
+		a->lora = 1;
+		clunet_lora_options_init(&a->lo);
+		snprintf(a->lora_file, sizeof(a->lora_file), "%s/%s/%s", dir, name,
+			 cJSON_IsString(file) ? file->valuestring : "lora.safetensors");
+		a->lo.scale = (float)num(l, "scale", 1.0);
+		a->lo.fuse = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "fused"));
+		/* diffusers without PEFT runs the time-embedding LoRA unscaled */
+		a->lo.time_embedding_unscaled = !(cJSON_IsString(backend) &&
+						  !strcmp(backend->valuestring, "peft")) &&
+						!(cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "peft"));
+	}
+	cJSON_Delete(meta);
+	return a->freeu || a->lora;
+}
+
 static void run_case(clunet_context_t *ctx, const char *dir, const char *name)
 {
+	apply_spec ap;
 	char path[4096];
 	clunet_model_t *m = NULL;
 	clunet_tensor *in = NULL, *exp = NULL;
@@ -61,6 +136,16 @@ static void run_case(clunet_context_t *ctx, const char *dir, const char *name)
 	CHECK(st == CLUNET_OK, "%s: load failed: %s", name, clunet_last_error());
 	if (st)
 		goto out;
+	if (read_apply(dir, name, &ap)) {
+		if (ap.freeu)
+			st = clunet_model_set_freeu(m, &ap.fu);
+		if (!st && ap.lora)
+			st = clunet_model_load_lora(m, ap.lora_file, &ap.lo);
+		CHECK(st == CLUNET_OK, "%s: applying meta.json's \"apply\" failed: %s", name,
+		      clunet_last_error());
+		if (st)
+			goto out;
+	}
 	t0 = cu_now_seconds();
 	st = clunet_model_forward(m, in, n_in, &out);
 	t_first = cu_now_seconds() - t0;
@@ -82,6 +167,26 @@ static void run_case(clunet_context_t *ctx, const char *dir, const char *name)
 	       name, err, TOLERANCE, t_load, t_first, t_second);
 	CHECK(err <= TOLERANCE, "%s: relative L2 error %.3e against diffusers exceeds %.0e", name, err,
 	      TOLERANCE);
+	if (ap.freeu) { /* the clFFT filter: against diffusers and against the direct one */
+		double *direct = malloc(n * sizeof(double)), e2, ed;
+		for (size_t i = 0; i < n; i++)
+			direct[i] = first[i];
+		ap.fu.use_fft = 1;
+		st = clunet_model_set_freeu(m, &ap.fu);
+		if (!st)
+			st = clunet_model_forward(m, in, n_in, &out);
+		CHECK(st == CLUNET_OK, "%s: FreeU through clFFT failed: %s", name, clunet_last_error());
+		if (!st) {
+			e2 = tu_rel_l2(out.data, ref, n);
+			ed = tu_rel_l2(out.data, direct, n);
+			printf("  %-28s rel L2 %.3e  (FreeU via clFFT; %.1e from the direct filter)\n", "",
+			       e2, ed);
+			CHECK(e2 <= TOLERANCE, "%s: clFFT FreeU: relative L2 error %.3e exceeds %.0e", name,
+			      e2, TOLERANCE);
+			CHECK(ed <= 1e-5, "%s: clFFT and direct FreeU differ by %.3e", name, ed);
+		}
+		free(direct);
+	}
 out:
 	clunet_model_free(m);
 	clunet_tensors_free(in, n_in);

@@ -18,9 +18,12 @@ void cu_graph_free(cu_graph *g)
 {
 	if (!g)
 		return;
-	for (int i = 0; i < g->nops; i++)
+	for (int i = 0; i < g->nops; i++) {
 		if (g->ops[i].kernel)
 			clReleaseKernel(g->ops[i].kernel);
+		if (g->ops[i].priv_free)
+			g->ops[i].priv_free(g->ops[i].priv);
+	}
 	free(g->t);
 	free(g->ops);
 	free(g);

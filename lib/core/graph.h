@@ -79,6 +79,8 @@ typedef struct cu_op {
 	cl_uint dims;
 	size_t gws[3], lws[3];
 	int use_lws;
+	void *priv;                 /* state an op's prepare() made (scratch, library plans) */
+	void (*priv_free)(void *);  /* how the plan frees it */
 } cu_op;
 
 typedef struct cu_graph {

@@ -698,6 +698,47 @@ fail:
 	return st;
 }
 
+void model_drop_plans(model *m)
+{
+	for (int i = 0; i < MODEL_MAX_PLANS; i++) {
+		cu_plan_free(m->plans[i].plan);
+		m->plans[i].plan = NULL;
+		m->plans[i].sig[0] = 0;
+	}
+}
+
+clunet_status clunet_model_set_freeu(clunet_model_t *m, const clunet_freeu *f)
+{
+	int on;
+	if (!m)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_set_freeu: model is NULL");
+	if (!m->vt->freeu)
+		return cu_fail(CLUNET_ERR_UNSUPPORTED, "FreeU: diffusers' %s has no FreeU (it exists "
+			       "for UNet2DConditionModel, UNet3DConditionModel and UNetMotionModel)",
+			       m->vt->class_name);
+	on = f && f->s1 != 0 && f->s2 != 0 && f->b1 != 0 && f->b2 != 0;
+	if (f && (!isfinite(f->s1) || !isfinite(f->s2) || !isfinite(f->b1) || !isfinite(f->b2)))
+		return cu_fail(CLUNET_ERR_ARGUMENT, "FreeU: s1, s2, b1 and b2 must be finite");
+	if (on && f->threshold < 0)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "FreeU: threshold %d must be at least 1",
+			       f->threshold);
+	if (on && !f->use_fft && f->threshold > 1)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "FreeU: threshold %d needs the clFFT filter "
+			       "(use_fft = 1); the direct one computes threshold 1", f->threshold);
+	if (on == m->freeu_on && (!on || !memcmp(f, &m->freeu, sizeof(*f))))
+		return CLUNET_OK;
+	model_drop_plans(m);
+	m->freeu_on = on;
+	if (on) {
+		m->freeu = *f;
+		if (m->freeu.threshold == 0)
+			m->freeu.threshold = 1;
+	} else {
+		memset(&m->freeu, 0, sizeof(m->freeu));
+	}
+	return CLUNET_OK;
+}
+
 void clunet_model_free(clunet_model_t *m)
 {
 	if (!m)

@@ -45,6 +45,8 @@ typedef struct model_vt {
 					clunet_tensor *out, size_t *n, void **storage);
 	/* Weight names may use the deprecated attention names (query/key/value/proj_attn). */
 	int deprecated_attention;
+	/* diffusers gives the class FreeU and LoRA loading */
+	int freeu, lora;
 } model_vt;
 
 typedef struct model_plan {
@@ -71,6 +73,8 @@ struct clunet_model {
 	size_t n_profile;
 	clunet_tensor example[MODEL_MAX_SLOTS];
 	void *example_storage;
+	clunet_freeu freeu;
+	int freeu_on;
 };
 
 typedef struct clunet_model model;
@@ -90,6 +94,9 @@ clunet_status model_slot_shape(model_inputs *mi, cu_dtype dt, int ndim, const in
 clunet_status model_slot_values(model_inputs *mi, cu_dtype dt, int ndim, const int64_t *ne,
 				const void *values);
 const char *model_tensor_shape(const clunet_tensor *t, char *buf, size_t cap);
+
+/* Drops every plan (the graph changed: FreeU, LoRA). */
+void model_drop_plans(model *m);
 
 extern const model_vt unet2d_vt;
 extern const model_vt unet1d_vt;

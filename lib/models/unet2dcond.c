@@ -509,12 +509,6 @@ static clunet_status parse_config(model *m, const cfg *c)
 	}
 
 	/* what this version of clunet does not build yet */
-	for (int i = 0; i < n; i++) {
-		if (u->down[i] == DB_K || u->down[i] == DB_KCROSS || u->up[i] == UB_K ||
-		    u->up[i] == UB_KCROSS)
-			return cu_fail(CLUNET_ERR_UNSUPPORTED, "%s: the K-upscaler blocks are not "
-				       "supported by clunet yet", c->path);
-	}
 	if (u->dual)
 		return cu_fail(CLUNET_ERR_UNSUPPORTED, "%s: key 'dual_cross_attention': true is not "
 			       "supported by clunet yet", c->path);
@@ -847,6 +841,7 @@ static clunet_status prepare_inputs(model *m, const clunet_tensor *in, size_t n,
 typedef struct builder {
 	nn_ctx *c;
 	const cond_config *u;
+	const model *m;
 	const model_inputs *mi;
 	int stack[MAX_SKIPS];
 	int depth;
@@ -1213,6 +1208,180 @@ static int next_adapter(builder *b, const char **name)
 	return b->adapter[b->next_adapter++];
 }
 
+/* ---- the K-upscaler blocks ---- */
+
+#define K_GROUP 32
+
+/* AdaGroupNorm: GroupNorm without affine, * (1 + scale) + shift from
+ * linear(emb), then act. */
+static int ada_group_norm(builder *b, const char *pre, int x, int ch, int groups, float eps,
+			  cu_act act)
+{
+	char p[160];
+	int ss;
+	if (groups < 1 || ch % groups)
+		return fail(b, cu_fail(CLUNET_ERR_CONFIG, "%s: AdaGroupNorm with %d groups over %d "
+				       "channels (the K blocks need multiples of 32 channels; "
+				       "torch refuses this too)", pre, groups, ch));
+	P(p, "%s.linear", pre);
+	ss = nn_linear(b->c, p, b->c->temb, b->temb_ch, 2 * ch, 1, CU_ACT_NONE);
+	return op_group_norm(b->c->g, x, -1, -1, groups, eps, ss, act);
+}
+
+/* ResnetBlockCondNorm2D(ada_group), conv_shortcut without bias. */
+static int k_resnet(builder *b, const char *pre, int x, int in, int out, int conv_out,
+		    int groups_out)
+{
+	const cond_config *u = b->u;
+	char p[160];
+	int h, sc = x;
+	conv_args a;
+	P(p, "%s.norm1", pre);
+	h = ada_group_norm(b, p, x, in, in / K_GROUP, u->eps, u->act);
+	conv_args_init(&a, 1);
+	P(p, "%s.conv1", pre);
+	h = nn_conv2d(b->c, p, h, in, out, 3, 1, &a);
+	P(p, "%s.norm2", pre);
+	h = ada_group_norm(b, p, h, out, groups_out, u->eps, u->act);
+	if (in != conv_out) {
+		conv_args_init(&a, 0);
+		P(p, "%s.conv_shortcut", pre);
+		sc = nn_conv2d(b->c, p, x, in, conv_out, 1, 0, &a);
+	}
+	conv_args_init(&a, 1);
+	a.res = sc;
+	P(p, "%s.conv2", pre);
+	return nn_conv2d(b->c, p, h, out, conv_out, 3, 1, &a);
+}
+
+/* KAttentionBlock: [AdaGN -> self-attention + x], AdaGN -> cross-attention
+ * (LayerNorm on the encoder states) + x; no feed-forward. */
+static int k_attention(builder *b, const char *pre, int x, int dim, int head_dim, int cross_dim,
+		       int self_attn)
+{
+	char p[160];
+	int groups = dim / K_GROUP > 1 ? dim / K_GROUP : 1, h, enc;
+	nn_attn_cfg a;
+	memset(&a, 0, sizeof(a));
+	a.channels = dim;
+	a.dim_head = head_dim;
+	a.heads = dim / head_dim;
+	if (a.heads < 1)
+		return fail(b, cu_fail(CLUNET_ERR_CONFIG, "%s: attention_head_dim %d is larger than the "
+				       "%d channels", pre, head_dim, dim));
+	if (self_attn) {
+		P(p, "%s.norm1", pre);
+		h = ada_group_norm(b, p, x, dim, groups, 1e-5f, CU_ACT_NONE);
+		P(p, "%s.attn1", pre);
+		x = nn_attention(b->c, p, h, -1, b->mask, x, &a);
+	}
+	P(p, "%s.norm2", pre);
+	h = ada_group_norm(b, p, x, dim, groups, 1e-5f, CU_ACT_NONE);
+	enc = context(b, pre, cross_dim);
+	P(p, "%s.attn2.norm_cross", pre);
+	enc = layer_norm(b, p, enc, cross_dim);
+	a.ctx_dim = cross_dim;
+	P(p, "%s.attn2", pre);
+	return nn_attention(b->c, p, h, enc, b->emask, x, &a);
+}
+
+/* KDownsample2D / KUpsample2D: the (1, 3, 3, 1) / 8 kernel with reflect
+ * padding, separable, so two passes of the 1-D resampler. */
+static int k_resample(builder *b, int x, int up)
+{
+	static const float kd[4] = { 0.125f, 0.375f, 0.375f, 0.125f };
+	static const float ku[4] = { 0.25f, 0.75f, 0.75f, 0.25f };
+	cu_graph *g = b->c->g;
+	int64_t n, ch, hh, ww, four = 4, oh, ow;
+	int k;
+	if (g->status)
+		return -1;
+	n = cu_t(g, x)->ne[0];
+	ch = cu_t(g, x)->ne[1];
+	hh = cu_t(g, x)->ne[2];
+	ww = cu_t(g, x)->ne[3];
+	if (hh < 2 || ww < 2)
+		return fail(b, cu_fail(CLUNET_ERR_INPUT, "input 'sample': a %lldx%lld map is too small "
+				       "for the K blocks' reflect padding", (long long)hh,
+				       (long long)ww));
+	k = nn_const(b->c, up ? "k_upsample_taps" : "k_downsample_taps", 1, &four, up ? ku : kd);
+	/* along W */
+	x = op_resample1d(g, cu_reshape(g, x, 3, (int64_t[]){ n * ch, hh, ww }), k, up);
+	if (g->status)
+		return -1;
+	ow = cu_t(g, x)->ne[2];
+	/* along H: transpose, resample, transpose back */
+	x = op_transpose(g, x, (int)(n * ch), (int)hh, (int)ow);
+	x = op_resample1d(g, x, k, up);
+	if (g->status)
+		return -1;
+	oh = cu_t(g, x)->ne[2];
+	x = op_transpose(g, x, (int)(n * ch), (int)ow, (int)oh);
+	return cu_reshape(g, x, 4, (int64_t[]){ n, ch, oh, ow });
+}
+
+#define NONE_SKIP (-2) /* KCrossAttnDownBlock2D without a downsampler pushes None */
+
+static int k_down_block(builder *b, int i, int h, int in)
+{
+	const cond_config *u = b->u;
+	int out = u->boc[i], last = i == u->n - 1, cross = u->down[i] == DB_KCROSS;
+	char pre[64], p[128];
+	P(pre, "down_blocks.%d", i);
+	for (int j = 0; j < u->layers[i]; j++) {
+		P(p, "%s.resnets.%d", pre, j);
+		h = k_resnet(b, p, h, j ? out : in, out, out, out / K_GROUP);
+		if (cross) {
+			P(p, "%s.attentions.%d", pre, j);
+			h = k_attention(b, p, h, out, u->head_param[i] ? u->head_param[i] : out,
+					u->cross_dim[i], last);
+		}
+		push(b, cross && last ? NONE_SKIP : h);
+	}
+	if (!last)
+		h = k_resample(b, h, 0);
+	return h;
+}
+
+static int k_up_block(builder *b, int i, int h)
+{
+	const cond_config *u = b->u;
+	int n = u->n, r = n - 1 - i, out = u->boc[r];
+	int in = u->boc[n - 1 - (i + 1 < n ? i + 1 : n - 1)];
+	int layers = u->layers[r], cross = u->up[i] == UB_KCROSS, s = -1;
+	int first = in == out && out == b->temb_ch, middle = in != out;
+	int head = u->head_param[i] ? u->head_param[i] : out;
+	char pre[64], p[128];
+	cu_graph *g = b->c->g;
+
+	P(pre, "up_blocks.%d", i);
+	/* the block takes len(resnets) skips and uses only the last */
+	for (int j = 0; j < layers; j++) {
+		int t = pop(b);
+		if (j == 0)
+			s = t;
+	}
+	if (g->status)
+		return -1;
+	if (s != NONE_SKIP)
+		h = op_concat(g, h, s);
+	for (int j = 0; j < layers; j++) {
+		int rin = j ? out : (cross && first ? out : 2 * out);
+		int lastj = j == layers - 1;
+		int conv_out = cross ? (middle && lastj ? in : out) : (lastj ? in : out);
+		int rout = cross ? out : conv_out;
+		P(p, "%s.resnets.%d", pre, j);
+		h = k_resnet(b, p, h, rin, rout, conv_out, out / K_GROUP);
+		if (cross) {
+			P(p, "%s.attentions.%d", pre, j);
+			h = k_attention(b, p, h, lastj ? in : out, head, u->cross_dim[r], first);
+		}
+	}
+	if (i < n - 1)
+		h = k_resample(b, h, 1);
+	return h;
+}
+
 static int down_block(builder *b, int i, int h, int in)
 {
 	const cond_config *u = b->u;
@@ -1223,6 +1392,22 @@ static int down_block(builder *b, int i, int h, int in)
 	const char *aname = NULL;
 	char pre[64], p[128];
 
+	if (t == DB_K || t == DB_KCROSS) {
+		if (t == DB_KCROSS && b->next_adapter < b->n_adapter)
+			return fail(b, cu_fail(CLUNET_ERR_INPUT, "input '%s': a T2I-Adapter residual "
+					       "cannot go into down_blocks.%d, a KCrossAttnDownBlock2D "
+					       "(diffusers fails here too)",
+					       b->adapter_name[b->next_adapter], i));
+		h = k_down_block(b, i, h, in);
+		if (t == DB_K && (adapter = next_adapter(b, &aname)) >= 0) {
+			int top = b->depth > 0 ? b->stack[b->depth - 1] : -1;
+			int hr = add_residual(b, h, adapter, aname);
+			if (top == h) /* in place: the skip is the same tensor */
+				b->stack[b->depth - 1] = hr;
+			h = hr;
+		}
+		return h;
+	}
 	P(pre, "down_blocks.%d", i);
 	if (t == DB_CROSS) {
 		adapter = next_adapter(b, &aname);
@@ -1300,6 +1485,8 @@ static int up_block(builder *b, int i, int h, int prev_out, int size_h, int size
 	char pre[64], p[128];
 	cu_graph *g = b->c->g;
 
+	if (t == UB_K || t == UB_KCROSS)
+		return k_up_block(b, i, h);
 	P(pre, "up_blocks.%d", i);
 	for (int j = 0; j < layers; j++) {
 		int res_skip = j == layers - 1 ? in : out, rin = j == 0 ? prev_out : out;
@@ -1314,6 +1501,12 @@ static int up_block(builder *b, int i, int h, int prev_out, int size_h, int size
 					       (long long)cu_t(g, h)->ne[2], (long long)cu_t(g, h)->ne[3],
 					       (long long)cu_t(g, s)->ne[2], (long long)cu_t(g, s)->ne[3],
 					       1 << (n - 1)));
+		if (b->m->freeu_on && i < 2 && (t == UB_UP || t == UB_CROSS)) {
+			/* apply_freeu: backbone's first half * b, skip Fourier-filtered with s */
+			const clunet_freeu *f = &b->m->freeu;
+			h = op_scale_channels(g, h, (int)(cu_t(g, h)->ne[1] / 2), i ? f->b2 : f->b1);
+			s = op_freeu_filter(g, s, i ? f->s2 : f->s1, f->threshold, f->use_fft);
+		}
 		h = op_concat(g, h, s);
 		P(p, "%s.resnets.%d", pre, j);
 		h = resnet(b, p, h, rin + res_skip, out, scale, NN_RESAMPLE_NONE,
@@ -1404,6 +1597,7 @@ static int build(model *m, nn_ctx *c, const model_inputs *mi)
 		return cu_graph_fail(g, CLUNET_ERR_HOST_MEMORY);
 	b->c = c;
 	b->u = u;
+	b->m = m;
 	b->mi = mi;
 	b->temb_ch = u->class_concat ? 2 * u->temb_dim : u->temb_dim;
 	x = input(b, "sample");
@@ -1440,8 +1634,14 @@ static int build(model *m, nn_ctx *c, const model_inputs *mi)
 					"%d given, but the model has %d skip connections", n_ctrl,
 					b->depth));
 		}
-		for (int k = 0; k < n_ctrl && !g->status; k++)
-			b->stack[k] = add_residual(b, b->stack[k], ctrl[k], ctrl_name[k]);
+		for (int k = 0; k < n_ctrl && !g->status; k++) {
+			if (b->stack[k] == NONE_SKIP)
+				fail(b, cu_fail(CLUNET_ERR_INPUT, "input '%s': skip %d of this model is "
+						"None (a KCrossAttnDownBlock2D without downsampler) and "
+						"takes no residual", ctrl_name[k], k));
+			else
+				b->stack[k] = add_residual(b, b->stack[k], ctrl[k], ctrl_name[k]);
+		}
 	}
 	if (u->mid != MB_NONE)
 		h = mid_block(b, h);
@@ -1502,7 +1702,7 @@ static int64_t ctx_width(const cond_config *u)
 static clunet_status load_inputs(model *m, model_inputs *mi)
 {
 	const cond_config *u = m->config;
-	int64_t mult = 1LL << (u->n - 1), one = 1;
+	int64_t mult = 2LL << (u->n - 1), one = 1; /* the K blocks' padding needs 2x2 at the bottom */
 	int64_t sample[4] = { 1, u->in_ch, mult, mult }, enc[3] = { 1, ctx_width(u), 1 };
 	clunet_status st = model_slot_shape(mi, CU_F32, 4, sample);
 #define SLOT(dt, nd, ne, name) \
@@ -1550,7 +1750,7 @@ static clunet_status example_inputs(model *m, const clunet_example_shape *s, clu
 	size_t k = 0;
 
 	if (s->height < 0 || s->width < 0)
-		h = w = mult;
+		h = w = 2 * mult;
 	if (u->add == AE_TEXT_TIME)
 		text_time_split(u, &tw, &ids);
 	ns = (size_t)(batch * u->in_ch * h * w);
@@ -1628,4 +1828,6 @@ const model_vt unet2dcond_vt = {
 	.build = build,
 	.example_inputs = example_inputs,
 	.deprecated_attention = 1,
+	.freeu = 1,
+	.lora = 1,
 };

@@ -15,6 +15,8 @@ typedef struct nn_entry {
 	cl_mem mem;
 	int ndim;
 	int64_t shape[CU_MAXD];
+	int packed;            /* conv panels of a oc x ic x kh x kw weight */
+	int oc, ic, kh, kw, oct;
 	struct nn_entry *next;
 } nn_entry;
 
@@ -24,6 +26,12 @@ struct nn_store {
 	void *user;
 	nn_entry *buckets[NN_BUCKETS];
 	uint64_t bytes;
+	/* LoRA */
+	nn_lora_layer *lora;
+	int n_lora;
+	nn_lora_mode lora_mode;
+	float lora_scale;      /* runtime scale (unfused) or the scale it was fused with */
+	int lora_time_unscaled;
 };
 
 nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, void *user)
@@ -37,10 +45,21 @@ nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, void *user)
 	return s;
 }
 
+static void lora_free_layers(nn_lora_layer *l, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(l[i].prefix);
+		free(l[i].down);
+		free(l[i].up);
+	}
+	free(l);
+}
+
 void nn_store_free(nn_store *s)
 {
 	if (!s)
 		return;
+	lora_free_layers(s->lora, s->n_lora);
 	for (int i = 0; i < NN_BUCKETS; i++) {
 		nn_entry *e = s->buckets[i];
 		while (e) {
@@ -57,6 +76,14 @@ void nn_store_free(nn_store *s)
 uint64_t nn_store_bytes(const nn_store *s)
 {
 	return s->bytes;
+}
+
+static size_t numel_of_entry(const nn_entry *e)
+{
+	size_t n = 1;
+	for (int i = 0; i < e->ndim; i++)
+		n *= (size_t)e->shape[i];
+	return n;
 }
 
 static nn_entry *store_find(nn_store *s, const char *key)
@@ -102,6 +129,22 @@ static clunet_status store_add(nn_store *s, const char *key, int ndim, const int
 	s->bytes += numel * 4;
 	*out = e;
 	return CLUNET_OK;
+}
+
+static void store_remove(nn_store *s, const char *key)
+{
+	unsigned b = (unsigned)(XXH3_64bits(key, strlen(key)) % NN_BUCKETS);
+	for (nn_entry **pe = &s->buckets[b]; *pe; pe = &(*pe)->next) {
+		nn_entry *e = *pe;
+		if (strcmp(e->key, key) == 0) {
+			*pe = e->next;
+			clReleaseMemObject(e->mem);
+			s->bytes -= numel_of_entry(e) * 4;
+			free(e->key);
+			free(e);
+			return;
+		}
+	}
 }
 
 void nn_ctx_init(nn_ctx *c, cu_graph *g, nn_store *store)
@@ -259,6 +302,12 @@ static int packed_weight_ex(nn_ctx *c, const char *name, int file_ndim, int tran
 	free(packed);
 	if (st)
 		return cu_graph_fail(c->g, st);
+	e->packed = !transposed;
+	e->oc = oc;
+	e->ic = ic;
+	e->kh = kh;
+	e->kw = kw;
+	e->oct = oct;
 	return entry_tensor(c, e, 5, packed_shape);
 }
 
@@ -301,12 +350,45 @@ int nn_temb_act(nn_ctx *c, cu_act act)
 	return c->temb_act[act];
 }
 
+/* An unfused LoRA on the layer at prefix: res + up(down(x)), the down conv
+ * with the layer's geometry, to join the layer's epilogue as its residual
+ * (the epilogue adds res before out_div and act, where W x + b + lora(x)
+ * belongs). Without one, a->res. */
+static int lora_res(nn_ctx *c, const char *prefix, int x, const conv_args *a)
+{
+	char key[600];
+	nn_entry *d, *u;
+	conv_args da, ua;
+	int h;
+	if (c->store->lora_mode != NN_LORA_UNFUSED || c->g->status)
+		return a->res;
+	snprintf(key, sizeof(key), "lora:%s.down", prefix);
+	d = store_find(c->store, key);
+	snprintf(key, sizeof(key), "lora:%s.up", prefix);
+	u = store_find(c->store, key);
+	if (!d || !u)
+		return a->res;
+	da = *a;
+	da.bias = da.bias2 = da.res = -1;
+	da.out_div = 1.0f;
+	da.act = CU_ACT_NONE;
+	h = op_conv2d(c->g, x, entry_tensor(c, d, d->ndim, d->shape), d->oc, d->kh, d->kw, &da);
+	conv_args_init(&ua, 0);
+	ua.res = a->res;
+	return op_conv2d(c->g, h, entry_tensor(c, u, u->ndim, u->shape), u->oc, 1, 1, &ua);
+}
+
 int nn_conv2d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int bias, conv_args *a)
 {
 	char name[512];
+	conv_args la;
+	int w;
 	snprintf(name, sizeof(name), "%s.weight", prefix);
 	a->bias = bias ? nn_weight(c, NN_W_BIAS, 1, (int64_t[]){ oc }, "%s.bias", prefix) : -1;
-	return op_conv2d(c->g, x, packed_weight(c, name, 4, oc, ic, k, k), oc, k, k, a);
+	w = packed_weight(c, name, 4, oc, ic, k, k);
+	la = *a;
+	la.res = lora_res(c, prefix, x, a);
+	return op_conv2d(c->g, x, w, oc, k, k, &la);
 }
 
 /* Linear weights are [out, in] in the file and run as the [out, in, 1, 1]
@@ -316,9 +398,12 @@ int nn_linear_ex(nn_ctx *c, const char *prefix, int x, int in, int out, int bias
 	char name[512];
 	int w;
 	snprintf(name, sizeof(name), "%s.weight", prefix);
+	conv_args la;
 	w = packed_weight(c, name, 2, out, in, 1, 1);
 	a->bias = bias ? nn_weight(c, NN_W_BIAS, 1, (int64_t[]){ out }, "%s.bias", prefix) : -1;
-	return op_conv2d(c->g, x, w, out, 1, 1, a);
+	la = *a;
+	la.res = lora_res(c, prefix, x, a);
+	return op_conv2d(c->g, x, w, out, 1, 1, &la);
 }
 
 int nn_linear(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, cu_act act)
@@ -387,4 +472,226 @@ int nn_parse_act(const char *name, cu_act *act)
 	else
 		return 0;
 	return 1;
+}
+
+/* ---- LoRA ---- */
+
+void nn_store_layers(nn_store *s, nn_layer_fn fn, void *user)
+{
+	for (int b = 0; b < NN_BUCKETS; b++) {
+		for (nn_entry *e = s->buckets[b]; e; e = e->next) {
+			char prefix[512];
+			const char *end = strstr(e->key, ".weight#panel");
+			size_t len;
+			if (!e->packed || !end || !strncmp(e->key, "lora:", 5))
+				continue;
+			len = (size_t)(end - e->key);
+			if (len >= sizeof(prefix))
+				continue;
+			memcpy(prefix, e->key, len);
+			prefix[len] = 0;
+			fn(user, prefix, e->oc, e->ic, e->kh, e->kw);
+		}
+	}
+}
+
+static nn_entry *layer_entry(nn_store *s, const char *prefix, int out)
+{
+	char key[600];
+	snprintf(key, sizeof(key), "%s.weight#panel%d", prefix, conv_panel_width(s->rt, out));
+	return store_find(s, key);
+}
+
+/* Packs w [oc][ic][kh][kw] and stores (or overwrites) it under key. */
+static clunet_status put_packed(nn_store *s, const char *key, const float *w, int oc, int ic,
+				int kh, int kw)
+{
+	int oct = conv_panel_width(s->rt, oc);
+	int64_t shape[5] = { (oc + oct - 1) / oct, ic, kh, kw, oct };
+	size_t n = conv_packed_size(oc, ic, kh, kw, oct);
+	float *packed = cu_malloc(n * 4);
+	nn_entry *e = store_find(s, key);
+	clunet_status st = CLUNET_OK;
+	if (!packed)
+		return CLUNET_ERR_HOST_MEMORY;
+	conv_pack(w, oc, ic, kh, kw, oct, packed);
+	if (e) {
+		cl_int err = clEnqueueWriteBuffer(s->rt->queue, e->mem, CL_TRUE, 0, n * 4, packed, 0,
+						  NULL, NULL);
+		if (err != CL_SUCCESS)
+			st = rt_cl_fail(err, "clEnqueueWriteBuffer", key);
+	} else {
+		st = store_add(s, key, 5, shape, packed, n, &e);
+		if (!st) {
+			e->packed = 0; /* not a model layer */
+			e->oc = oc;
+			e->ic = ic;
+			e->kh = kh;
+			e->kw = kw;
+			e->oct = oct;
+		}
+	}
+	free(packed);
+	return st;
+}
+
+static float layer_scale(const nn_store *s, const nn_lora_layer *l, float scale)
+{
+	if (s->lora_time_unscaled && !strncmp(l->prefix, "time_embedding.", 15))
+		return l->factor;
+	return scale * l->factor;
+}
+
+/* Writes every layer's up weights times its effective scale. */
+static clunet_status lora_upload_up(nn_store *s)
+{
+	for (int i = 0; i < s->n_lora; i++) {
+		const nn_lora_layer *l = &s->lora[i];
+		char key[600];
+		float f = layer_scale(s, l, s->lora_scale);
+		size_t n = (size_t)l->out * l->rank;
+		float *w = cu_malloc(n * 4);
+		clunet_status st;
+		if (!w)
+			return CLUNET_ERR_HOST_MEMORY;
+		for (size_t k = 0; k < n; k++)
+			w[k] = l->up[k] * f;
+		snprintf(key, sizeof(key), "lora:%s.up", l->prefix);
+		st = put_packed(s, key, w, l->out, l->rank, 1, 1);
+		free(w);
+		if (st)
+			return st;
+	}
+	return CLUNET_OK;
+}
+
+static void lora_drop_device(nn_store *s)
+{
+	for (int i = 0; i < s->n_lora; i++) {
+		char key[600];
+		snprintf(key, sizeof(key), "lora:%s.down", s->lora[i].prefix);
+		store_remove(s, key);
+		snprintf(key, sizeof(key), "lora:%s.up", s->lora[i].prefix);
+		store_remove(s, key);
+	}
+}
+
+void nn_store_lora_clear(nn_store *s)
+{
+	lora_drop_device(s);
+	lora_free_layers(s->lora, s->n_lora);
+	s->lora = NULL;
+	s->n_lora = 0;
+	s->lora_mode = NN_LORA_NONE;
+}
+
+nn_lora_mode nn_store_lora_mode(const nn_store *s)
+{
+	return s->lora_mode;
+}
+
+float nn_store_lora_current_scale(const nn_store *s)
+{
+	return s->lora_scale;
+}
+
+clunet_status nn_store_lora_set(nn_store *s, nn_lora_layer *layers, int n, float scale,
+				int time_unscaled)
+{
+	clunet_status st = CLUNET_OK;
+	nn_store_lora_clear(s);
+	s->lora = layers;
+	s->n_lora = n;
+	s->lora_scale = scale;
+	s->lora_time_unscaled = time_unscaled;
+	for (int i = 0; i < n && !st; i++) {
+		const nn_lora_layer *l = &layers[i];
+		char key[600];
+		if (!layer_entry(s, l->prefix, l->out))
+			st = cu_fail(CLUNET_ERR_ARGUMENT, "LoRA: the model has no layer '%s'", l->prefix);
+		snprintf(key, sizeof(key), "lora:%s.down", l->prefix);
+		if (!st)
+			st = put_packed(s, key, l->down, l->rank, l->in, l->kh, l->kw);
+	}
+	if (!st)
+		st = lora_upload_up(s);
+	if (st) {
+		nn_store_lora_clear(s);
+		return st;
+	}
+	s->lora_mode = NN_LORA_UNFUSED;
+	return CLUNET_OK;
+}
+
+clunet_status nn_store_lora_scale(nn_store *s, float scale)
+{
+	s->lora_scale = scale;
+	return lora_upload_up(s);
+}
+
+/* W += sign * scale * factor * up @ down on every layer, in the packed
+ * device copy. */
+static clunet_status lora_fold(nn_store *s, float scale, float sign)
+{
+	for (int i = 0; i < s->n_lora; i++) {
+		const nn_lora_layer *l = &s->lora[i];
+		nn_entry *e = layer_entry(s, l->prefix, l->out);
+		size_t kin = (size_t)l->in * l->kh * l->kw, n;
+		float *delta, *packed, *cur, f = sign * scale * l->factor;
+		cl_int err;
+		if (!e)
+			return cu_fail(CLUNET_ERR_ARGUMENT, "LoRA: the model has no layer '%s'", l->prefix);
+		n = conv_packed_size(l->out, l->in, l->kh, l->kw, e->oct);
+		delta = cu_calloc((size_t)l->out * kin, sizeof(float));
+		packed = cu_malloc(n * 4);
+		cur = cu_malloc(n * 4);
+		if (!delta || !packed || !cur) {
+			free(delta);
+			free(packed);
+			free(cur);
+			return CLUNET_ERR_HOST_MEMORY;
+		}
+		for (int o = 0; o < l->out; o++)
+			for (int r = 0; r < l->rank; r++) {
+				float a = l->up[(size_t)o * l->rank + r] * f;
+				const float *dr = l->down + (size_t)r * kin;
+				float *row = delta + (size_t)o * kin;
+				for (size_t k = 0; k < kin; k++)
+					row[k] += a * dr[k];
+			}
+		conv_pack(delta, l->out, l->in, l->kh, l->kw, e->oct, packed);
+		err = clEnqueueReadBuffer(s->rt->queue, e->mem, CL_TRUE, 0, n * 4, cur, 0, NULL, NULL);
+		if (err == CL_SUCCESS) {
+			for (size_t k = 0; k < n; k++)
+				cur[k] += packed[k];
+			err = clEnqueueWriteBuffer(s->rt->queue, e->mem, CL_TRUE, 0, n * 4, cur, 0, NULL,
+						   NULL);
+		}
+		free(delta);
+		free(packed);
+		free(cur);
+		if (err != CL_SUCCESS)
+			return rt_cl_fail(err, "clEnqueueRead/WriteBuffer", e->key);
+	}
+	return CLUNET_OK;
+}
+
+clunet_status nn_store_lora_fuse(nn_store *s, float scale)
+{
+	clunet_status st = lora_fold(s, scale, 1.0f);
+	if (!st) {
+		s->lora_mode = NN_LORA_FUSED;
+		s->lora_scale = scale;
+	}
+	return st;
+}
+
+clunet_status nn_store_lora_unfuse(nn_store *s)
+{
+	clunet_status st = lora_fold(s, s->lora_scale, -1.0f);
+	if (!st) {
+		s->lora_mode = NN_LORA_UNFUSED;
+		st = lora_upload_up(s);
+	}
+	return st;
 }

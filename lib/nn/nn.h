@@ -30,6 +30,35 @@ typedef clunet_status (*nn_fetch_fn)(void *user, const char *name, int ndim, con
 
 typedef struct nn_store nn_store;
 
+/* ---- LoRA layers (held by the store, applied by nn_conv2d / nn_linear*) ---- */
+
+typedef enum nn_lora_mode { NN_LORA_NONE, NN_LORA_UNFUSED, NN_LORA_FUSED } nn_lora_mode;
+
+typedef struct nn_lora_layer {
+	char *prefix;     /* the layer, e.g. "down_blocks.0.attentions.0.proj_in" */
+	int rank, in, out, kh, kw;
+	float *down;      /* [rank][in][kh][kw] */
+	float *up;        /* [out][rank] */
+	float factor;     /* alpha / rank, or 1 without an alpha */
+} nn_lora_layer;
+
+/* Every conv or linear layer the store holds (after the loading build). */
+typedef void (*nn_layer_fn)(void *user, const char *prefix, int out, int in, int kh, int kw);
+void nn_store_layers(nn_store *s, nn_layer_fn fn, void *user);
+/* Takes the layers (and frees them later), unfused at this scale. With
+ * time_unscaled, time_embedding.* layers run at scale 1 (diffusers without
+ * PEFT). Graphs built afterwards carry the LoRA paths. */
+clunet_status nn_store_lora_set(nn_store *s, nn_lora_layer *layers, int n, float scale,
+				int time_unscaled);
+/* Rewrites the scaled up weights in place: plans stay valid. */
+clunet_status nn_store_lora_scale(nn_store *s, float scale);
+clunet_status nn_store_lora_fuse(nn_store *s, float scale);
+clunet_status nn_store_lora_unfuse(nn_store *s);
+/* Drops the layers; weights they were fused into stay fused. */
+void nn_store_lora_clear(nn_store *s);
+nn_lora_mode nn_store_lora_mode(const nn_store *s);
+float nn_store_lora_current_scale(const nn_store *s);
+
 nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, void *user);
 void nn_store_free(nn_store *s);
 uint64_t nn_store_bytes(const nn_store *s);

@@ -83,6 +83,16 @@ int op_timestep_embed(cu_graph *g, int t, int dim, int flip, float shift);
 /* t [N], w [half] -> [N, 2*half] Gaussian Fourier features */
 int op_fourier_embed(cu_graph *g, int t, int w, int use_log, int flip);
 
+/* ---- FreeU (ops/freeu.c) ---- */
+
+/* x with the first nch channels of every item multiplied by f. */
+int op_scale_channels(cu_graph *g, int x, int nch, float f);
+/* diffusers' fourier_filter(x, threshold, scale) on [N, C, H, W]: the
+ * centred (2 threshold)^2 box of the shifted 2-D spectrum of every plane
+ * scaled by `scale`. use_fft 0: the direct computation (threshold 1 only);
+ * 1: clFFT (lengths factoring into 2, 3, 5, 7, 11, 13). */
+int op_freeu_filter(cu_graph *g, int x, float scale, int threshold, int use_fft);
+
 /* ---- GEMM (ops/gemm.c) ---- */
 
 typedef struct gemm_args {
