@@ -238,3 +238,14 @@ __kernel void concat_last_f32(__global const float *a, uint a_off, __global cons
 	y[y_off + (size_t)r * (la + lb) + j] =
 		j < la ? a[a_off + (size_t)r * la + j] : b[b_off + (size_t)r * lb + j - la];
 }
+
+/* Channels [c0, c0 + nc) of [N, C, P]: y[n][c][p] = x[n][c0 + c][p]. */
+__kernel void slice_channels_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+				 int total, int ch, int c0, int nc, int np)
+{
+	int i = get_global_id(0);
+	if (i >= total)
+		return;
+	int per = nc * np, n = i / per, r = i - n * per;
+	y[y_off + i] = x[x_off + (size_t)n * ch * np + (size_t)c0 * np + r];
+}

@@ -227,6 +227,23 @@ typedef struct clunet_op_profile {
 clunet_status clunet_model_profile(clunet_model_t *model, const clunet_op_profile **ops,
 				   size_t *n_ops);
 
+/* ------------------------------------------ methods that change only speed or memory */
+
+/* How attention runs; every choice gives the same result (within float
+ * rounding). Changing it re-plans. */
+typedef struct clunet_attention_options {
+	int slice_size; /* diffusers' set_attention_slice: score blocks of this many heads at a
+			   time (0: all at once) */
+	int fused_qkv;  /* diffusers' fuse_qkv_projections: one projection for q, k, v */
+	int kernel;     /* -1: the planner picks (the memory-efficient kernel when the scores
+			   would exceed 32 MiB); 0: scores materialised; 1: memory-efficient
+			   kernel (online softmax, scores never stored) */
+} clunet_attention_options;
+
+void clunet_attention_options_init(clunet_attention_options *options);
+clunet_status clunet_model_set_attention(clunet_model_t *model,
+					 const clunet_attention_options *options);
+
 /* ------------------------------------------------- methods that change the output */
 
 /* FreeU (diffusers' enable_freeu(s1, s2, b1, b2)): in the two lowest-

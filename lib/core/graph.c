@@ -121,7 +121,7 @@ int cu_graph_act(cu_graph *g, int ndim, const int64_t *ne)
 
 int cu_reshape(cu_graph *g, int x, int ndim, const int64_t *ne)
 {
-	int id;
+	int id, src;
 	int64_t n = 1;
 	char a[96];
 	if (g->status || x < 0)
@@ -136,11 +136,43 @@ int cu_reshape(cu_graph *g, int x, int ndim, const int64_t *ne)
 	id = new_tensor(g, g->t[x].kind, g->t[x].dtype, ndim, ne);
 	if (id < 0)
 		return id;
+	src = x;
 	while (g->t[x].alias >= 0)
 		x = g->t[x].alias;
 	g->t[id].alias = x;
+	g->t[id].view_off = g->t[src].view_off;
 	g->t[id].mem = g->t[x].mem;
-	g->t[id].off = g->t[x].off;
+	g->t[id].off = g->t[src].off;
+	g->t[id].input_slot = -1;
+	return id;
+}
+
+int cu_view(cu_graph *g, int x, int64_t offset, int ndim, const int64_t *ne)
+{
+	int id, root;
+	int64_t n = 1;
+	size_t base;
+	char a[96];
+	if (g->status || x < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	for (int i = 0; i < ndim; i++)
+		n *= ne[i];
+	if (offset < 0 || offset + n > cu_numel(&g->t[x])) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "internal: view of %lld elements at %lld in %s", (long long)n,
+			(long long)offset, cu_shape_str(&g->t[x], a, sizeof(a)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	base = g->t[x].view_off;
+	id = new_tensor(g, g->t[x].kind, g->t[x].dtype, ndim, ne);
+	if (id < 0)
+		return id;
+	root = x;
+	while (g->t[root].alias >= 0)
+		root = g->t[root].alias;
+	g->t[id].alias = root;
+	g->t[id].view_off = base + (size_t)offset;
+	g->t[id].mem = g->t[x].mem;
+	g->t[id].off = g->t[x].off + (size_t)offset;
 	g->t[id].input_slot = -1;
 	return id;
 }

@@ -51,6 +51,7 @@ typedef struct cu_tensor {
 	int input_slot;      /* CU_T_INPUT: which host input fills it */
 	cl_mem mem;          /* weights: their buffer; others: the arena (after planning) */
 	size_t off;          /* offset in elements */
+	size_t view_off;     /* a view: elements past its root's start */
 	int first, last;     /* defining op and last reading op (planner) */
 } cu_tensor;
 
@@ -107,6 +108,11 @@ int cu_graph_weight(cu_graph *g, cl_mem mem, size_t off, cu_dtype dt, int ndim,
 int cu_graph_act(cu_graph *g, int ndim, const int64_t *ne);
 /* Same data, new shape (numel must match). */
 int cu_reshape(cu_graph *g, int x, int ndim, const int64_t *ne);
+/* A view of numel(ne) elements of x starting `offset` elements in (same
+ * memory). Ops may read views, and write them: several ops can fill parts
+ * of one tensor made with cu_graph_act (memory lives from the first writer
+ * to the last reader). */
+int cu_view(cu_graph *g, int x, int64_t offset, int ndim, const int64_t *ne);
 void cu_graph_set_output(cu_graph *g, int t);
 
 /* Appends an op; returns its index or -1. */

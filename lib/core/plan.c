@@ -193,7 +193,7 @@ clunet_status cu_plan_create(cu_graph *g, cu_plan **out)
 		if (t->kind == CU_T_WEIGHT)
 			continue;
 		t->mem = p->arena;
-		t->off = off[root_of(g, i)] / 4;
+		t->off = off[root_of(g, i)] / 4 + t->view_off;
 	}
 	free(off);
 	off = NULL;

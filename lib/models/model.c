@@ -339,6 +339,9 @@ static clunet_status build_plan(model *m, const model_inputs *mi, cu_plan **out)
 	if (!g)
 		return CLUNET_ERR_HOST_MEMORY;
 	nn_ctx_init(&c, g, m->store);
+	c.attn_slice = m->attention.slice_size;
+	c.fused_qkv = m->attention.fused_qkv;
+	c.attn_kernel = m->attention.kernel;
 	y = m->vt->build(m, &c, mi);
 	cu_graph_set_output(g, y);
 	if (g->status) {
@@ -646,6 +649,7 @@ clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 		return CLUNET_ERR_HOST_MEMORY;
 	}
 	m->rt = ctx;
+	clunet_attention_options_init(&m->attention);
 	m->dir = cu_strdup(dir);
 	if (!m->dir) {
 		st = CLUNET_ERR_HOST_MEMORY;
@@ -705,6 +709,31 @@ void model_drop_plans(model *m)
 		m->plans[i].plan = NULL;
 		m->plans[i].sig[0] = 0;
 	}
+}
+
+void clunet_attention_options_init(clunet_attention_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->kernel = -1;
+}
+
+clunet_status clunet_model_set_attention(clunet_model_t *m, const clunet_attention_options *o)
+{
+	clunet_attention_options def;
+	if (!m)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_set_attention: model is NULL");
+	if (!o) {
+		clunet_attention_options_init(&def);
+		o = &def;
+	}
+	if (o->slice_size < 0 || o->kernel < -1 || o->kernel > 1)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_set_attention: slice_size must be >= 0 "
+			       "and kernel -1, 0 or 1");
+	if (memcmp(o, &m->attention, sizeof(*o))) {
+		model_drop_plans(m);
+		m->attention = *o;
+	}
+	return CLUNET_OK;
 }
 
 clunet_status clunet_model_set_freeu(clunet_model_t *m, const clunet_freeu *f)

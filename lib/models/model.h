@@ -75,6 +75,7 @@ struct clunet_model {
 	void *example_storage;
 	clunet_freeu freeu;
 	int freeu_on;
+	clunet_attention_options attention;
 };
 
 typedef struct clunet_model model;

@@ -125,12 +125,58 @@ int nn_resnet2d(nn_ctx *c, const char *prefix, int x, const nn_resnet2d_cfg *r)
 int nn_attention_fused(const nn_ctx *c, int64_t score_elems)
 {
 	const char *e = getenv("CLUNET_ATTENTION");
-	(void)c;
 	if (e && !strcmp(e, "fused"))
 		return 1;
 	if (e && !strcmp(e, "plain"))
 		return 0;
+	if (c->attn_kernel >= 0)
+		return c->attn_kernel;
 	return score_elems * 4 > (32ll << 20);
+}
+
+/* One slice of the plain path: heads [h0, h0 + hs) of item b, written
+ * into its part of the output o. */
+static void attention_slice(nn_ctx *c, int q, int k, int v, int mask, int heads, int d, int lq,
+			    int lk, int b, int h0, int hs, int o)
+{
+	cu_graph *g = c->g;
+	int64_t bh0 = (int64_t)b * heads + h0;
+	int qv = cu_view(g, q, bh0 * d * lq, 3, (int64_t[]){ hs, d, lq });
+	int kv = cu_view(g, k, bh0 * d * lk, 3, (int64_t[]){ hs, d, lk });
+	int vv = cu_view(g, v, bh0 * d * lk, 3, (int64_t[]){ hs, d, lk });
+	int ov = cu_view(g, o, bh0 * d * lq, 3, (int64_t[]){ hs, d, lq });
+	int mv = mask >= 0 ? cu_view(g, mask, (int64_t)b * lk, 2, (int64_t[]){ 1, lk }) : -1;
+	gemm_args ga;
+	int s;
+	memset(&ga, 0, sizeof(ga));
+	ga.trans_a = 1;
+	ga.m = lq;
+	ga.n = lk;
+	ga.k = d;
+	ga.lda = lq;
+	ga.ldb = lk;
+	ga.ldc = lk;
+	ga.stride_a = (long)d * lq;
+	ga.stride_b = (long)d * lk;
+	ga.stride_c = (long)lq * lk;
+	ga.batch = hs;
+	ga.alpha = (float)(1.0 / sqrt((double)d));
+	s = op_gemm(g, qv, kv, &ga, 3, (int64_t[]){ hs, lq, lk });
+	s = mv >= 0 ? op_softmax_bias(g, s, mv, hs * lq) : op_softmax(g, s, 1.0f);
+	memset(&ga, 0, sizeof(ga));
+	ga.trans_b = 1;
+	ga.m = d;
+	ga.n = lq;
+	ga.k = lk;
+	ga.lda = lk;
+	ga.ldb = lk;
+	ga.ldc = lq;
+	ga.stride_a = (long)d * lk;
+	ga.stride_b = (long)lq * lk;
+	ga.stride_c = (long)d * lq;
+	ga.batch = hs;
+	ga.alpha = 1.0f;
+	op_gemm_into(g, vv, s, &ga, ov);
 }
 
 /* softmax(q k^T / sqrt(d) + mask) v over channel-major q [N*heads][d][lq],
@@ -145,6 +191,16 @@ int nn_attention_core(nn_ctx *c, int q, int k, int v, int mask, int n, int heads
 	if (nn_attention_fused(c, (int64_t)n * heads * lq * lk))
 		return op_attention_fused(c->g, q, k, v, mask, heads, n * heads, d, lq, lk,
 					  (float)(1.0 / sqrt((double)d)), out_ndim, out_ne);
+	if (c->attn_slice > 0) { /* set_attention_slice: one score block at a time */
+		int o = cu_graph_act(c->g, out_ndim, out_ne), hs = c->attn_slice;
+		if (hs > heads)
+			hs = heads;
+		for (int b = 0; b < n; b++)
+			for (int h0 = 0; h0 < heads; h0 += hs)
+				attention_slice(c, q, k, v, mask, heads, d, lq, lk, b, h0,
+						h0 + hs <= heads ? hs : heads - h0, o);
+		return c->g->status ? -1 : o;
+	}
 	/* scores[b, i, j] = scale * sum_e q[b, e, i] k[b, e, j], b over N * heads */
 	memset(&ga, 0, sizeof(ga));
 	ga.trans_a = 1;
@@ -182,6 +238,63 @@ int nn_attention_core(nn_ctx *c, int q, int k, int v, int mask, int n, int heads
 	return op_gemm(c->g, v, s, &ga, out_ndim, out_ne);
 }
 
+/* Channels [k * inner, (k + 1) * inner) of the stacked projection y: a
+ * view when there is one item, else a copy. */
+static int part(nn_ctx *c, int y, int k, int inner)
+{
+	const cu_tensor *t = cu_t(c->g, y);
+	int64_t ne[CU_MAXD];
+	int64_t per = cu_numel(t) / (t->ne[0] * t->ne[1]);
+	if (t->ne[0] == 1) {
+		memcpy(ne, t->ne, sizeof(ne));
+		ne[1] = inner;
+		return cu_view(c->g, y, (int64_t)k * inner * per, t->ndim, ne);
+	}
+	return op_slice_channels(c->g, y, k * inner, inner);
+}
+
+/* fuse_qkv_projections(): one projection for q, k, v (self-attention) or
+ * for k, v (cross-attention). Sets *q = -1 (and builds nothing) where the
+ * layers carry an unfused LoRA. Returns 0 on a graph error. */
+static int fused_projections(nn_ctx *c, const char *prefix, const nn_attn_cfg *a, int h, int kv,
+			     int ch, int ctx_ch, int inner, int *q, int *k, int *v)
+{
+	char names[3][560], key[600];
+	const char *pre[3] = { names[0], names[1], names[2] };
+	int outs[3] = { inner, inner, inner }, bias = -1, w, y, self = !a->ctx_dim;
+	conv_args ca;
+	P(names[0], "%s.%s", prefix, a->names_1d ? "query" : "to_q");
+	P(names[1], "%s.%s", prefix, a->names_1d ? "key" : "to_k");
+	P(names[2], "%s.%s", prefix, a->names_1d ? "value" : "to_v");
+	*q = -1;
+	for (int i = 0; i < 3; i++)
+		if (nn_has_lora(c, names[i]))
+			return 1;
+	conv_args_init(&ca, 0);
+	if (self) {
+		P(key, "%s.to_qkv", prefix);
+		w = nn_stacked_linear(c, key, pre, 3, outs, ch, !a->no_qkv_bias, &bias);
+		ca.bias = bias;
+		y = op_conv2d(c->g, h, w, 3 * inner, 1, 1, &ca);
+		if (c->g->status)
+			return 0;
+		*q = part(c, y, 0, inner);
+		*k = part(c, y, 1, inner);
+		*v = part(c, y, 2, inner);
+	} else {
+		P(key, "%s.to_kv", prefix);
+		w = nn_stacked_linear(c, key, pre + 1, 2, outs, ctx_ch, !a->no_qkv_bias, &bias);
+		ca.bias = bias;
+		y = op_conv2d(c->g, kv, w, 2 * inner, 1, 1, &ca);
+		*q = nn_linear(c, names[0], h, ch, inner, !a->no_qkv_bias, CU_ACT_NONE);
+		if (c->g->status)
+			return 0;
+		*k = part(c, y, 0, inner);
+		*v = part(c, y, 1, inner);
+	}
+	return !c->g->status;
+}
+
 int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int res,
 		 const nn_attn_cfg *a)
 {
@@ -211,12 +324,16 @@ int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int re
 	}
 	kv = a->ctx_dim ? ctx : h;
 	/* the projections run channel-major: q [N, inner, Lq], k and v [N, inner, Lk] */
-	P(p, "%s.%s", prefix, a->names_1d ? "query" : "to_q");
-	q = nn_linear(c, p, h, ch, inner, qkv_bias, CU_ACT_NONE);
-	P(p, "%s.%s", prefix, a->names_1d ? "key" : "to_k");
-	k = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
-	P(p, "%s.%s", prefix, a->names_1d ? "value" : "to_v");
-	v = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
+	if (c->fused_qkv && !fused_projections(c, prefix, a, h, kv, ch, ctx_ch, inner, &q, &k, &v))
+		return -1;
+	if (!c->fused_qkv || q < 0) {
+		P(p, "%s.%s", prefix, a->names_1d ? "query" : "to_q");
+		q = nn_linear(c, p, h, ch, inner, qkv_bias, CU_ACT_NONE);
+		P(p, "%s.%s", prefix, a->names_1d ? "key" : "to_k");
+		k = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
+		P(p, "%s.%s", prefix, a->names_1d ? "value" : "to_v");
+		v = nn_linear(c, p, kv, ctx_ch, inner, qkv_bias, CU_ACT_NONE);
+	}
 	if (mask >= 0 && cu_numel(cu_t(c->g, mask)) != (int64_t)n * lk) {
 		cu_fail(CLUNET_ERR_INPUT, "%s: the attention mask has %lld values per item, but the "
 			"attention has %d keys", prefix, (long long)(cu_numel(cu_t(c->g, mask)) / n), lk);

@@ -78,6 +78,8 @@ uint64_t nn_store_bytes(const nn_store *s)
 	return s->bytes;
 }
 
+static void drop_stacked(nn_store *s);
+
 static size_t numel_of_entry(const nn_entry *e)
 {
 	size_t n = 1;
@@ -156,6 +158,7 @@ void nn_ctx_init(nn_ctx *c, cu_graph *g, nn_store *store)
 	c->temb = -1;
 	for (int i = 0; i < 5; i++)
 		c->temb_act[i] = -1;
+	c->attn_kernel = -1;
 }
 
 static size_t numel_of(int ndim, const int64_t *shape)
@@ -678,7 +681,9 @@ static clunet_status lora_fold(nn_store *s, float scale, float sign)
 
 clunet_status nn_store_lora_fuse(nn_store *s, float scale)
 {
-	clunet_status st = lora_fold(s, scale, 1.0f);
+	clunet_status st;
+	drop_stacked(s);
+	st = lora_fold(s, scale, 1.0f);
 	if (!st) {
 		s->lora_mode = NN_LORA_FUSED;
 		s->lora_scale = scale;
@@ -688,10 +693,143 @@ clunet_status nn_store_lora_fuse(nn_store *s, float scale)
 
 clunet_status nn_store_lora_unfuse(nn_store *s)
 {
-	clunet_status st = lora_fold(s, s->lora_scale, -1.0f);
+	clunet_status st;
+	drop_stacked(s);
+	st = lora_fold(s, s->lora_scale, -1.0f);
 	if (!st) {
 		s->lora_mode = NN_LORA_UNFUSED;
 		st = lora_upload_up(s);
 	}
 	return st;
+}
+
+int nn_has_lora(nn_ctx *c, const char *prefix)
+{
+	char key[600];
+	if (c->store->lora_mode != NN_LORA_UNFUSED)
+		return 0;
+	snprintf(key, sizeof(key), "lora:%s.down", prefix);
+	return store_find(c->store, key) != NULL;
+}
+
+/* Reads a stored weight back from the device. */
+static clunet_status read_entry(nn_store *s, const nn_entry *e, float *dst)
+{
+	cl_int err = clEnqueueReadBuffer(s->rt->queue, e->mem, CL_TRUE, 0, numel_of_entry(e) * 4, dst,
+					 0, NULL, NULL);
+	return err == CL_SUCCESS ? CLUNET_OK : rt_cl_fail(err, "clEnqueueReadBuffer", e->key);
+}
+
+/* Stacked weights are built from the layers' stored (possibly LoRA-fused)
+ * copies, so they must go when those change. */
+static void drop_stacked(nn_store *s)
+{
+	for (int b = 0; b < NN_BUCKETS; b++) {
+		nn_entry **pe = &s->buckets[b];
+		while (*pe) {
+			nn_entry *e = *pe;
+			if (!strncmp(e->key, "stack:", 6)) {
+				*pe = e->next;
+				clReleaseMemObject(e->mem);
+				s->bytes -= numel_of_entry(e) * 4;
+				free(e->key);
+				free(e);
+			} else {
+				pe = &e->next;
+			}
+		}
+	}
+}
+
+int nn_stacked_linear(nn_ctx *c, const char *key, const char *const *prefixes, int n,
+		      const int *outs, int in, int has_bias, int *bias)
+{
+	char k[600], name[600];
+	int total = 0, oct, row = 0;
+	int64_t packed_shape[5], bshape[1];
+	nn_entry *e, *be = NULL;
+	float *all = NULL, *packed = NULL, *ball = NULL, *tmp = NULL;
+	size_t np;
+	clunet_status st = CLUNET_OK;
+	if (c->g->status)
+		return -1;
+	for (int i = 0; i < n; i++)
+		total += outs[i];
+	oct = conv_panel_width(c->rt, total);
+	packed_shape[0] = (total + oct - 1) / oct;
+	packed_shape[1] = in;
+	packed_shape[2] = packed_shape[3] = 1;
+	packed_shape[4] = oct;
+	bshape[0] = total;
+	snprintf(k, sizeof(k), "stack:%s#panel%d", key, oct);
+	e = store_find(c->store, k);
+	snprintf(name, sizeof(name), "stack:%s.bias", key);
+	if (has_bias)
+		be = store_find(c->store, name);
+	if (e && (!has_bias || be)) {
+		if (has_bias)
+			*bias = entry_tensor(c, be, 1, bshape);
+		return entry_tensor(c, e, 5, packed_shape);
+	}
+	all = cu_malloc((size_t)total * in * 4);
+	ball = cu_malloc((size_t)total * 4);
+	tmp = cu_malloc(conv_packed_size(total, in, 1, 1, 64) * 4 + (size_t)total * in * 4);
+	if (!all || !ball || !tmp) {
+		st = CLUNET_ERR_HOST_MEMORY;
+		goto done;
+	}
+	for (int i = 0; i < n && !st; i++) {
+		int ot = conv_panel_width(c->rt, outs[i]);
+		nn_entry *w;
+		snprintf(name, sizeof(name), "%s.weight#panel%d", prefixes[i], ot);
+		w = store_find(c->store, name);
+		if (!w || !w->packed || w->oc != outs[i] || w->ic != in) {
+			st = cu_fail(CLUNET_ERR_WEIGHTS, "internal: fused projection: layer '%s' is not "
+				     "loaded as [%d, %d]", prefixes[i], outs[i], in);
+			break;
+		}
+		st = read_entry(c->store, w, tmp);
+		/* unpack panels [oc / ot][in][ot] into rows */
+		for (int o = 0; !st && o < outs[i]; o++)
+			for (int j = 0; j < in; j++)
+				all[(size_t)(row + o) * in + j] =
+					tmp[((size_t)(o / ot) * in + j) * ot + o % ot];
+		if (!st && has_bias) {
+			nn_entry *b;
+			snprintf(name, sizeof(name), "%s.bias", prefixes[i]);
+			b = store_find(c->store, name);
+			if (!b)
+				st = cu_fail(CLUNET_ERR_WEIGHTS, "internal: fused projection: no bias for "
+					     "'%s'", prefixes[i]);
+			else
+				st = read_entry(c->store, b, ball + row);
+		}
+		row += outs[i];
+	}
+	if (st)
+		goto done;
+	np = conv_packed_size(total, in, 1, 1, oct);
+	packed = cu_malloc(np * 4);
+	if (!packed) {
+		st = CLUNET_ERR_HOST_MEMORY;
+		goto done;
+	}
+	conv_pack(all, total, in, 1, 1, oct, packed);
+	snprintf(k, sizeof(k), "stack:%s#panel%d", key, oct);
+	if (!e)
+		st = store_add(c->store, k, 5, packed_shape, packed, np, &e);
+	if (!st && has_bias) {
+		snprintf(name, sizeof(name), "stack:%s.bias", key);
+		st = store_add(c->store, name, 1, bshape, ball, (size_t)total, &be);
+	}
+done:
+	free(all);
+	free(ball);
+	free(tmp);
+	free(packed);
+	if (st)
+		return cu_graph_fail(c->g, st);
+	if (has_bias)
+		*bias = entry_tensor(c, be, 1, bshape);
+	return entry_tensor(c, e, 5, packed_shape);
 }

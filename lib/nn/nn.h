@@ -69,6 +69,10 @@ typedef struct nn_ctx {
 	nn_store *store;
 	int temb;                  /* time embedding [N, D] of the model, or -1 */
 	int temb_act[5];           /* act(temb) per activation, built on first use */
+	/* attention choices (clunet_attention_options): none changes the result */
+	int attn_slice;            /* > 0: plain attention in slices of this many heads */
+	int fused_qkv;             /* one projection for q, k, v (k, v for cross-attention) */
+	int attn_kernel;           /* -1 planner, 0 plain, 1 fused (memory-efficient) */
 } nn_ctx;
 
 void nn_ctx_init(nn_ctx *c, cu_graph *g, nn_store *store);
@@ -77,6 +81,13 @@ void nn_ctx_init(nn_ctx *c, cu_graph *g, nn_store *store);
  * source fails). The name is printf-formatted. */
 int nn_weight(nn_ctx *c, nn_wrole role, int ndim, const int64_t *shape, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* The packed weights of several layers with the same input, stacked along
+ * the outputs (names[i] of outs[i] rows each; `in` inputs), cached under key;
+ * bias (if not NULL) gets the stacked biases, or -1 when has_bias is 0. */
+int nn_stacked_linear(nn_ctx *c, const char *key, const char *const *prefixes, int n,
+		      const int *outs, int in, int has_bias, int *bias);
+/* Whether the store holds an unfused LoRA for this layer. */
+int nn_has_lora(nn_ctx *c, const char *prefix);
 /* A constant tensor from host data, cached under `key`. */
 int nn_const(nn_ctx *c, const char *key, int ndim, const int64_t *shape, const float *data);
 /* act(temb), computed once per activation and graph. */

@@ -171,6 +171,39 @@ int op_concat(cu_graph *g, int a, int b)
 	return cu_graph_op(g, &concat_impl, in, 2, y) < 0 ? -1 : y;
 }
 
+/* ---- channel slice ---- */
+
+static clunet_status slice_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *x = cu_t(p->g, op->in[0]), *y = cu_t(p->g, op->out);
+	int total = (int)cu_numel(y), np = (int)(cu_numel(x) / (x->ne[0] * x->ne[1]));
+	clunet_status st = cu_op_kernel(p, op, "ewise.cl", EWISE_OPTS, "slice_channels_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttiiiii", op->in[0], op->out, total, (int)x->ne[1], op->ip[0],
+				 (int)y->ne[1], np);
+	cu_op_range(op, 1, (size_t)total, 1, 1);
+	return st;
+}
+static const cu_op_impl slice_impl = { "slice_channels", slice_prepare, NULL };
+
+int op_slice_channels(cu_graph *g, int x, int c0, int nc)
+{
+	int64_t ne[CU_MAXD];
+	int y, opi;
+	if (begin(g, x))
+		return -1;
+	if (cu_t(g, x)->ndim < 2 || c0 < 0 || nc < 1 || c0 + nc > cu_t(g, x)->ne[1])
+		return bad(g, "slice_channels: bad range for %s", cu_t(g, x));
+	memcpy(ne, cu_t(g, x)->ne, sizeof(ne));
+	ne[1] = nc;
+	y = cu_graph_act(g, cu_t(g, x)->ndim, ne);
+	opi = cu_graph_op(g, &slice_impl, &x, 1, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[0] = c0;
+	return y;
+}
+
 /* ---- nearest ---- */
 
 static clunet_status nearest_prepare(cu_plan *p, cu_op *op)

@@ -92,9 +92,25 @@ static clunet_status gemm_enqueue(cu_plan *p, cu_op *op, cl_event *ev)
 
 static const cu_op_impl gemm_impl = { "gemm", gemm_prepare, gemm_enqueue };
 
+static int gemm_op(cu_graph *g, int a, int b, const gemm_args *x, int y, int out_ndim,
+		   const int64_t *out_ne);
+
 int op_gemm(cu_graph *g, int a, int b, const gemm_args *x, int out_ndim, const int64_t *out_ne)
 {
-	int in[2] = { a, b }, y, opi;
+	return gemm_op(g, a, b, x, -1, out_ndim, out_ne);
+}
+
+int op_gemm_into(cu_graph *g, int a, int b, const gemm_args *x, int y)
+{
+	if (!g->status && y < 0)
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	return gemm_op(g, a, b, x, y, 0, NULL);
+}
+
+static int gemm_op(cu_graph *g, int a, int b, const gemm_args *x, int y, int out_ndim,
+		   const int64_t *out_ne)
+{
+	int in[2] = { a, b }, opi;
 	long need_a, need_b;
 	if (g->status || a < 0 || b < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
@@ -108,7 +124,8 @@ int op_gemm(cu_graph *g, int a, int b, const gemm_args *x, int out_ndim, const i
 			x->n, x->k, x->batch);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
-	y = cu_graph_act(g, out_ndim, out_ne);
+	if (y < 0)
+		y = cu_graph_act(g, out_ndim, out_ne);
 	if (y < 0)
 		return -1;
 	if (cu_numel(cu_t(g, y)) < (long)(x->batch - 1) * x->stride_c + (long)(x->m - 1) * x->ldc + x->n) {

@@ -60,6 +60,8 @@ int op_affine(cu_graph *g, int x, float alpha, float beta);
 int op_div_rows(cu_graph *g, int x, int d);
 /* channel concatenation of [N, Ca, ...] and [N, Cb, ...] */
 int op_concat(cu_graph *g, int a, int b);
+/* channels [c0, c0 + nc) of [N, C, ...] */
+int op_slice_channels(cu_graph *g, int x, int c0, int nc);
 /* nearest resize of [N, C, H, W] to (oh, ow) */
 int op_nearest(cu_graph *g, int x, int oh, int ow);
 int op_avgpool2(cu_graph *g, int x);
@@ -108,6 +110,8 @@ typedef struct gemm_args {
  * the given shape (numel must be batch * stride_c). */
 int op_gemm(cu_graph *g, int a, int b, const gemm_args *args, int out_ndim,
 	    const int64_t *out_ne);
+/* The same into an existing tensor y (a view of a bigger one). */
+int op_gemm_into(cu_graph *g, int a, int b, const gemm_args *args, int y);
 
 /* ---- attention (ops/attention.c) ---- */
 
