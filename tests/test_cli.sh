@@ -94,6 +94,55 @@ done
 	&& grep -q "% of the device peak" "$tmp/bench.txt" && grep -q "conv2d" "$tmp/bench.txt" \
 	&& ok "bench table" || fail "bench table: $(cat "$tmp/bench.txt")"
 
+# model methods from the command line, checked against diffusers' outputs
+compare() { # got.safetensors expected.safetensors -> relative L2 error <= 1e-4
+	python3 - "$1" "$2" <<'PY'
+import json, math, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    t = h["sample"]
+    s, e = t["data_offsets"]
+    raw = b[8 + n + s:8 + n + e]
+    fmt = {"F32": "f", "F64": "d"}[t["dtype"]]
+    return struct.unpack("<%d%s" % (len(raw) // struct.calcsize(fmt), fmt), raw)
+g, w = read(sys.argv[1]), read(sys.argv[2])
+num = sum((a - b) ** 2 for a, b in zip(g, w)); den = sum(b * b for b in w)
+err = math.sqrt(num / den)
+print("%.2e" % err)
+sys.exit(0 if len(g) == len(w) and err <= 1e-4 else 1)
+PY
+}
+cond=$fixtures/unet2dcond
+"$clunet" run --model "$cond/freeu_odd" --inputs "$cond/freeu_odd/inputs.safetensors" \
+	--output "$tmp/freeu.st" --freeu 0.9,0.2,1.5,1.6 > /dev/null 2> "$tmp/err" \
+	&& e=$(compare "$tmp/freeu.st" "$cond/freeu_odd/expected.safetensors") \
+	&& ok "run --freeu: rel L2 $e" || fail "run --freeu: $(cat "$tmp/err") $e"
+"$clunet" run --model "$cond/freeu_pow2" --inputs "$cond/freeu_pow2/inputs.safetensors" \
+	--output "$tmp/freeu.st" --freeu 0.9,0.2,1.5,1.6,fft > /dev/null 2> "$tmp/err" \
+	&& e=$(compare "$tmp/freeu.st" "$cond/freeu_pow2/expected.safetensors") \
+	&& ok "run --freeu ...,fft: rel L2 $e" || fail "run --freeu fft: $(cat "$tmp/err") $e"
+"$clunet" run --model "$cond/lora_kohya" --inputs "$cond/lora_kohya/inputs.safetensors" \
+	--output "$tmp/lora.st" --lora "$cond/lora_kohya/lora.safetensors:0.7" > /dev/null 2> "$tmp/err" \
+	&& e=$(compare "$tmp/lora.st" "$cond/lora_kohya/expected.safetensors") \
+	&& ok "run --lora FILE:0.7: rel L2 $e" || fail "run --lora: $(cat "$tmp/err") $e"
+"$clunet" run --model "$cond/lora_diffusers_fused" --inputs "$cond/lora_diffusers_fused/inputs.safetensors" \
+	--output "$tmp/lora.st" --lora "$cond/lora_diffusers/lora.safetensors:0.7" --fuse-lora \
+	--fused-qkv --attention-slice 1 > /dev/null 2> "$tmp/err" \
+	&& e=$(compare "$tmp/lora.st" "$cond/lora_diffusers_fused/expected.safetensors") \
+	&& ok "run --lora --fuse-lora --fused-qkv --attention-slice 1: rel L2 $e" \
+	|| fail "run --fuse-lora: $(cat "$tmp/err") $e"
+expect_error "LoRA whose keys match no layer" "attn3" \
+	"$clunet" run --model "$cond/lora_diffusers" --inputs "$cond/lora_diffusers/inputs.safetensors" \
+	--output "$tmp/o.st" --lora "$cond/lora_diffusers/lora_nomatch.safetensors"
+expect_error "bad --freeu" "S1,S2,B1,B2" \
+	"$clunet" run --model "$cond/sd15_tiny" --inputs "$cond/sd15_tiny/inputs.safetensors" \
+	--output "$tmp/o.st" --freeu 0.9,0.2
+expect_error "FreeU on a model without it" "has no FreeU" \
+	"$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st" \
+	--freeu 0.9,0.2,1.5,1.6
+
 # cache commands
 [ "$("$clunet" cache path)" = "$tmp/cache" ] && ok "cache path" || fail "cache path"
 "$clunet" cache list | grep -q ".bin" && ok "cache list shows entries" || fail "cache list"

@@ -827,6 +827,181 @@ static void test_unet1d(void)
 	}
 }
 
+
+/* ---- UNet2DConditionModel ---- */
+
+/* Loads fixture unet2dcond/<name> and its inputs. */
+static clunet_model_t *cond_case(const char *name, clunet_tensor **in, size_t *n)
+{
+	char p[4300];
+	clunet_model_t *m = NULL;
+	snprintf(p, sizeof(p), "%s/unet2dcond/%s/inputs.safetensors", fixtures, name);
+	if (clunet_tensors_read(p, in, n) != CLUNET_OK) {
+		CHECK(0, "cannot read %s: %s", p, clunet_last_error());
+		return NULL;
+	}
+	snprintf(p, sizeof(p), "%s/unet2dcond/%s", fixtures, name);
+	if (clunet_model_load(ctx, p, NULL, &m) != CLUNET_OK) {
+		CHECK(0, "cannot load %s: %s", p, clunet_last_error());
+		clunet_tensors_free(*in, *n);
+		return NULL;
+	}
+	return m;
+}
+
+static int find_in(clunet_tensor *in, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(in[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+/* in without entry k (a shallow copy into out) */
+static size_t without(const clunet_tensor *in, size_t n, int k, clunet_tensor *out)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++)
+		if ((int)i != k)
+			out[j++] = in[i];
+	return j;
+}
+
+static void test_unet2dcond(void)
+{
+	clunet_tensor *in = NULL, cp[64];
+	size_t n = 0, nc;
+	clunet_model_t *m;
+	int k;
+
+	if ((m = cond_case("sd15_tiny", &in, &n)) != NULL) {
+		k = find_in(in, n, "encoder_hidden_states");
+		memcpy(cp, in, n * sizeof(clunet_tensor));
+		cp[k].shape[2] = 15; /* a narrower (and shorter) view of the same data */
+		expect_forward(m, "encoder states of the wrong width", cp, n, CLUNET_ERR_INPUT,
+			       "input 'encoder_hidden_states': expected a float tensor [2, tokens, 16]");
+		nc = without(in, n, k, cp);
+		expect_forward(m, "no encoder states", cp, nc, CLUNET_ERR_INPUT,
+			       "missing input 'encoder_hidden_states'");
+		{
+			clunet_freeu f = { 0.9f, 0.2f, 1.5f, 1.6f, 2, 0 };
+			clunet_status st = clunet_model_set_freeu(m, &f);
+			CHECK(st == CLUNET_ERR_ARGUMENT && strstr(clunet_last_error(), "needs the clFFT"),
+			      "FreeU threshold 2 without FFT: %s", clunet_last_error());
+		}
+		{
+			char p[4300];
+			clunet_status st;
+			snprintf(p, sizeof(p), "%s/unet2dcond/lora_diffusers/lora_nomatch.safetensors",
+				 fixtures);
+			st = clunet_model_load_lora(m, p, NULL);
+			printf("  %-42s %s: %s\n", "LoRA whose keys match no layer",
+			       clunet_status_name(st), clunet_last_error());
+			CHECK(st == CLUNET_ERR_WEIGHTS && strstr(clunet_last_error(), "attn3"),
+			      "LoRA no-match: %s", clunet_last_error());
+			snprintf(p, sizeof(p), "%s/unet2dcond/sd15_tiny/inputs.safetensors", fixtures);
+			st = clunet_model_load_lora(m, p, NULL);
+			CHECK(st == CLUNET_ERR_WEIGHTS && strstr(clunet_last_error(), "not a LoRA tensor"),
+			      "a file that is no LoRA: %s", clunet_last_error());
+			CHECK(clunet_model_set_lora_scale(m, 0.5f) == CLUNET_ERR_ARGUMENT,
+			      "scale without a LoRA: %s", clunet_last_error());
+		}
+		expect_forward(m, "a good forward after the errors", in, n, CLUNET_OK, "");
+		clunet_model_free(m);
+		clunet_tensors_free(in, n);
+	}
+	if ((m = cond_case("sdxl_tiny", &in, &n)) != NULL) {
+		nc = without(in, n, find_in(in, n, "added_cond_kwargs.time_ids"), cp);
+		expect_forward(m, "SDXL without time_ids", cp, nc, CLUNET_ERR_INPUT,
+			       "missing input 'added_cond_kwargs.time_ids'");
+		nc = without(in, n, find_in(in, n, "added_cond_kwargs.text_embeds"), cp);
+		expect_forward(m, "SDXL without text_embeds", cp, nc, CLUNET_ERR_INPUT,
+			       "missing input 'added_cond_kwargs.text_embeds'");
+		memcpy(cp, in, n * sizeof(clunet_tensor));
+		cp[find_in(cp, n, "added_cond_kwargs.text_embeds")].shape[1] = 11;
+		expect_forward(m, "text_embeds of the wrong width", cp, n, CLUNET_ERR_INPUT,
+			       "do not make the 60 features");
+		clunet_model_free(m);
+		clunet_tensors_free(in, n);
+	}
+	if ((m = cond_case("controlnet_residuals", &in, &n)) != NULL) {
+		nc = without(in, n, find_in(in, n, "down_block_additional_residuals.8"), cp);
+		expect_forward(m, "ControlNet: one residual short", cp, nc, CLUNET_ERR_INPUT,
+			       "8 given, but the model has 9 skip connections");
+		memcpy(cp, in, n * sizeof(clunet_tensor));
+		cp[find_in(cp, n, "down_block_additional_residuals.3")].shape[1] = 4;
+		expect_forward(m, "ControlNet: a residual of the wrong shape", cp, n, CLUNET_ERR_INPUT,
+			       "input 'down_block_additional_residuals.3': shape [2, 4,");
+		memcpy(cp, in, n * sizeof(clunet_tensor));
+		cp[find_in(cp, n, "mid_block_additional_residual")].shape[2] = 2;
+		expect_forward(m, "ControlNet: mid residual of the wrong shape", cp, n, CLUNET_ERR_INPUT,
+			       "input 'mid_block_additional_residual'");
+		nc = without(in, n, find_in(in, n, "down_block_additional_residuals.4"), cp);
+		expect_forward(m, "ControlNet: a gap in the numbering", cp, nc, CLUNET_ERR_INPUT,
+			       "count from .0 without gaps");
+		clunet_model_free(m);
+		clunet_tensors_free(in, n);
+	}
+	if ((m = cond_case("t2i_adapter_sd", &in, &n)) != NULL) {
+		memcpy(cp, in, n * sizeof(clunet_tensor));
+		cp[n] = cp[find_in(cp, n, "down_intrablock_additional_residuals.0")];
+		cp[n].name = "down_intrablock_additional_residuals.3";
+		expect_forward(m, "T2I-Adapter: a residual too many", cp, n + 1, CLUNET_ERR_INPUT,
+			       "no place for this T2I-Adapter residual");
+		memcpy(cp, in, n * sizeof(clunet_tensor));
+		cp[find_in(cp, n, "down_intrablock_additional_residuals.1")].shape[3] = 4;
+		expect_forward(m, "T2I-Adapter: a residual of the wrong shape", cp, n, CLUNET_ERR_INPUT,
+			       "input 'down_intrablock_additional_residuals.1': shape");
+		clunet_model_free(m);
+		clunet_tensors_free(in, n);
+	}
+	if ((m = cond_case("if_style", &in, &n)) != NULL) {
+		memcpy(cp, in, n * sizeof(clunet_tensor));
+		k = find_in(cp, n, "sample");
+		cp[k].shape[2] = 7; /* the first rows of the same data */
+		expect_forward(m, "odd size into ResnetUpsampleBlock2D", cp, n, CLUNET_ERR_INPUT,
+			       "cannot upsample to odd sizes");
+		clunet_model_free(m);
+		clunet_tensors_free(in, n);
+	}
+	{ /* configs diffusers would refuse or clunet does not build */
+		static const struct {
+			const char *what, *key, *value, *needle;
+			clunet_status want;
+		} cases[] = {
+			{ "cross_attention_dim per block that differ", "cross_attention_dim", "[16, 24, 16]",
+			  "one encoder_hidden_states feeds both", CLUNET_ERR_CONFIG },
+			{ "GLIGEN attention", "attention_type", "\"gated\"", "GLIGEN",
+			  CLUNET_ERR_UNSUPPORTED },
+			{ "Kandinsky addition embedding", "addition_embed_type", "\"image\"", "Kandinsky",
+			  CLUNET_ERR_UNSUPPORTED },
+			{ "num_attention_heads set", "num_attention_heads", "4",
+			  "must be null in diffusers 0.26.3", CLUNET_ERR_CONFIG },
+			{ "AttnDownBlock2D", "down_block_types",
+			  "[\"AttnDownBlock2D\", \"CrossAttnDownBlock2D\", \"DownBlock2D\"]",
+			  "does not take the `scale` argument", CLUNET_ERR_CONFIG },
+			{ "up and down blocks of different counts", "up_block_types",
+			  "[\"UpBlock2D\", \"CrossAttnUpBlock2D\"]", "has 2 blocks but down_block_types has 3",
+			  CLUNET_ERR_CONFIG },
+			{ "norm_num_groups null with plain blocks", "norm_num_groups", "null",
+			  "null only works with the K blocks", CLUNET_ERR_CONFIG },
+		};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			char a[4300], b[4300], *d = model_dir();
+			snprintf(a, sizeof(a), "%s/unet2dcond/sd15_tiny/config.json", fixtures);
+			snprintf(b, sizeof(b), "%s/config.json", d);
+			copy_file(a, b);
+			snprintf(a, sizeof(a), "%s/unet2dcond/sd15_tiny/diffusion_pytorch_model.safetensors",
+				 fixtures);
+			snprintf(b, sizeof(b), "%s/diffusion_pytorch_model.safetensors", d);
+			copy_file(a, b);
+			config_set(d, cases[i].key, cases[i].value);
+			expect_load(cases[i].what, d, cases[i].want, cases[i].needle);
+			free(d);
+		}
+	}
+}
+
 /* More device memory than the device has: a status, not a crash. */
 static void test_device_memory(void)
 {
@@ -912,6 +1087,8 @@ int main(int argc, char **argv)
 	test_device_memory();
 	printf("UNet1DModel:\n");
 	test_unet1d();
+	printf("UNet2DConditionModel:\n");
+	test_unet2dcond();
 	printf("more:\n");
 	test_fourier_names();
 	test_output_lifetime();

@@ -18,6 +18,8 @@
 typedef struct opts {
 	const char *model, *inputs, *output, *device, *cache_dir, *variant;
 	int no_cache, json, runs, warmup, batch, height, width, length, frames, verbose;
+	const char *freeu, *lora, *attention;
+	int fuse_lora, fused_qkv, attention_slice;
 } opts;
 
 static void usage(FILE *f)
@@ -42,7 +44,15 @@ static void usage(FILE *f)
 		"  --cache-dir P   program cache folder ($CLUNET_CACHE_DIR)\n"
 		"  --no-cache      neither read nor write the program cache\n"
 		"  --variant V     weight file variant (\"fp16\": diffusion_pytorch_model.fp16.safetensors)\n"
-		"  -v              print cache and build messages\n");
+		"  -v              print cache and build messages\n"
+		"\n"
+		"model methods (run and bench):\n"
+		"  --freeu S1,S2,B1,B2[,fft]  FreeU (diffusers' enable_freeu); \"fft\" filters through clFFT\n"
+		"  --lora FILE[:SCALE]        a LoRA (diffusers, PEFT or kohya keys) at SCALE (1)\n"
+		"  --fuse-lora                fold the LoRA into the weights (fuse_lora)\n"
+		"  --attention-slice N        attention in slices of N heads (set_attention_slice)\n"
+		"  --fused-qkv                one projection for q, k, v (fuse_qkv_projections)\n"
+		"  --attention K              plain | memory-efficient | auto (default)\n");
 }
 
 static int fail(const char *what)
@@ -73,7 +83,7 @@ static int parse_int(const char *s, int *out)
 static int option_takes_value(const char *a)
 {
 	return strcmp(a, "--no-cache") && strcmp(a, "--json") && strcmp(a, "-v") &&
-	       strcmp(a, "--verbose");
+	       strcmp(a, "--verbose") && strcmp(a, "--fuse-lora") && strcmp(a, "--fused-qkv");
 }
 
 static int parse_args(int argc, char **argv, opts *o)
@@ -89,12 +99,18 @@ static int parse_args(int argc, char **argv, opts *o)
 		if (!strcmp(a, "--no-cache")) { o->no_cache = 1; continue; }
 		if (!strcmp(a, "--json")) { o->json = 1; continue; }
 		if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { o->verbose = 1; continue; }
+		if (!strcmp(a, "--fuse-lora")) { o->fuse_lora = 1; continue; }
+		if (!strcmp(a, "--fused-qkv")) { o->fused_qkv = 1; continue; }
 		if (!strcmp(a, "--model")) str = &o->model;
 		else if (!strcmp(a, "--inputs")) str = &o->inputs;
 		else if (!strcmp(a, "--output")) str = &o->output;
 		else if (!strcmp(a, "--device")) str = &o->device;
 		else if (!strcmp(a, "--cache-dir")) str = &o->cache_dir;
 		else if (!strcmp(a, "--variant")) str = &o->variant;
+		else if (!strcmp(a, "--freeu")) str = &o->freeu;
+		else if (!strcmp(a, "--lora")) str = &o->lora;
+		else if (!strcmp(a, "--attention")) str = &o->attention;
+		else if (!strcmp(a, "--attention-slice")) num = &o->attention_slice;
 		else if (!strcmp(a, "--runs")) num = &o->runs;
 		else if (!strcmp(a, "--warmup")) num = &o->warmup;
 		else if (!strcmp(a, "--batch")) num = &o->batch;
@@ -181,6 +197,67 @@ static int cmd_info(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------ model methods */
+
+/* --freeu, --lora, --fuse-lora, --attention*: 0 on success. */
+static int apply_methods(const opts *o, clunet_model_t *model)
+{
+	if (o->freeu) {
+		clunet_freeu f;
+		char tail[16] = "";
+		int k;
+		memset(&f, 0, sizeof(f));
+		k = sscanf(o->freeu, "%f,%f,%f,%f,%15s", &f.s1, &f.s2, &f.b1, &f.b2, tail);
+		if (k < 4 || (k == 5 && strcmp(tail, "fft"))) {
+			fprintf(stderr, "clunet: --freeu '%s': expected S1,S2,B1,B2 or S1,S2,B1,B2,fft "
+					"(e.g. 0.9,0.2,1.5,1.6)\n", o->freeu);
+			return 2;
+		}
+		f.use_fft = k == 5;
+		if (clunet_model_set_freeu(model, &f) != CLUNET_OK)
+			return fail("--freeu");
+	}
+	if (o->lora) {
+		char path[4096];
+		char *colon, *end;
+		clunet_lora_options lo;
+		clunet_lora_options_init(&lo);
+		snprintf(path, sizeof(path), "%s", o->lora);
+		colon = strrchr(path, ':');
+		if (colon) {
+			float v = strtof(colon + 1, &end);
+			if (end != colon + 1 && !*end) {
+				lo.scale = v;
+				*colon = 0;
+			}
+		}
+		lo.fuse = o->fuse_lora;
+		if (clunet_model_load_lora(model, path, &lo) != CLUNET_OK)
+			return fail("--lora");
+	} else if (o->fuse_lora) {
+		fprintf(stderr, "clunet: --fuse-lora needs --lora FILE\n");
+		return 2;
+	}
+	if (o->attention || o->attention_slice || o->fused_qkv) {
+		clunet_attention_options ao;
+		clunet_attention_options_init(&ao);
+		ao.slice_size = o->attention_slice;
+		ao.fused_qkv = o->fused_qkv;
+		if (o->attention && !strcmp(o->attention, "plain"))
+			ao.kernel = 0;
+		else if (o->attention && !strcmp(o->attention, "memory-efficient"))
+			ao.kernel = 1;
+		else if (o->attention && strcmp(o->attention, "auto")) {
+			fprintf(stderr, "clunet: --attention '%s': expected plain, memory-efficient or "
+					"auto\n", o->attention);
+			return 2;
+		}
+		if (clunet_model_set_attention(model, &ao) != CLUNET_OK)
+			return fail("--attention");
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ run */
 
 static int cmd_run(const opts *o)
@@ -211,6 +288,9 @@ static int cmd_run(const opts *o)
 		fail("cannot load the model");
 		goto out;
 	}
+	if ((rc = apply_methods(o, model)) != 0)
+		goto out;
+	rc = 1;
 	t0 = now();
 	if (clunet_model_forward(model, in, n, &out) != CLUNET_OK) {
 		fail("forward failed");
@@ -292,6 +372,9 @@ static int cmd_bench(const opts *o)
 		fail("cannot load the model");
 		goto out;
 	}
+	if ((rc = apply_methods(o, model)) != 0)
+		goto out;
+	rc = 1;
 	load_s = now() - t0;
 	memset(&shape, 0, sizeof(shape));
 	shape.batch = o->batch;
