@@ -809,6 +809,471 @@ static void test_attention_fused(int bh, int d, int lq, int lk)
 	free(q), free(k), free(v), free(want), free(s);
 }
 
+/* ------------------------------------------------------------ layer norm, softmax bias */
+
+/* LayerNorm over the channels of [n, c, p] (nd 2: [n, c]; nd 3: [n, c, p];
+ * nd 4: [n, c, p / ww, ww]) with gamma/beta. */
+static void test_layer_norm(int n, int c, int p, int nd, int ww, float eps)
+{
+	harness h;
+	size_t nx = (size_t)n * c * p;
+	float *x = rnd(nx, 2), *gm = rnd((size_t)c, 0.3f), *bt = rnd((size_t)c, 0.3f);
+	double *want = malloc(nx * sizeof(double));
+	int64_t ne[4] = { n, c, nd == 4 ? p / ww : p, ww };
+	char what[128], s[96];
+	int xt;
+	for (int i = 0; i < c; i++)
+		gm[i] += 1.0f;
+	for (int b = 0; b < n; b++)
+		for (int q = 0; q < p; q++) {
+			double mean = 0, var = 0;
+			for (int ch = 0; ch < c; ch++)
+				mean += x[((size_t)b * c + ch) * p + q];
+			mean /= c;
+			for (int ch = 0; ch < c; ch++) {
+				double d = x[((size_t)b * c + ch) * p + q] - mean;
+				var += d * d;
+			}
+			var /= c;
+			for (int ch = 0; ch < c; ch++) {
+				size_t at = ((size_t)b * c + ch) * p + q;
+				want[at] = (x[at] - mean) / sqrt(var + eps) * gm[ch] + bt[ch];
+			}
+		}
+	h_init(&h);
+	xt = h_input(&h, x, nd, ne);
+	snprintf(what, sizeof(what), "layer_norm %s eps %g", cu_shape_str(cu_t(h.g, xt), s, sizeof(s)),
+		 eps);
+	h_check(&h, op_layer_norm(h.g, xt, h_weight(&h, gm, (size_t)c, 1, (int64_t[]){ c }),
+				  h_weight(&h, bt, (size_t)c, 1, (int64_t[]){ c }), eps),
+		want, nx, TOL, what);
+	free(x), free(gm), free(bt), free(want);
+}
+
+/* Softmax of x [rows, cols] + bias[r / rpi][cols], the bias a mask of 0 or
+ * -10000 (diffusers' (1 - m) * -10000) plus a small random part. */
+static void test_softmax_bias(int rows, int cols, int rpi)
+{
+	harness h;
+	int items = rows / rpi;
+	float *x = rnd((size_t)rows * cols, 3), *bias = rnd((size_t)items * cols, 0.5f);
+	double *want = malloc((size_t)rows * cols * sizeof(double));
+	char what[96];
+	for (int i = 0; i < items; i++)
+		for (int j = 1; j < cols; j++) /* key 0 always kept */
+			if (cu_rng_uniform(&rng) < 0.3f)
+				bias[(size_t)i * cols + j] -= 10000.0f;
+	for (int r = 0; r < rows; r++) {
+		const float *xr = x + (size_t)r * cols, *br = bias + (size_t)(r / rpi) * cols;
+		double m = -INFINITY, sum = 0;
+		for (int j = 0; j < cols; j++)
+			m = fmax(m, (double)xr[j] + br[j]);
+		for (int j = 0; j < cols; j++)
+			sum += exp((double)xr[j] + br[j] - m);
+		for (int j = 0; j < cols; j++)
+			want[(size_t)r * cols + j] = exp((double)xr[j] + br[j] - m) / sum;
+	}
+	h_init(&h);
+	snprintf(what, sizeof(what), "softmax_bias %dx%d, %d rows per item", rows, cols, rpi);
+	h_check(&h, op_softmax_bias(h.g, h_input(&h, x, 2, (int64_t[]){ rows, cols }),
+				    h_input(&h, bias, 2, (int64_t[]){ items, cols }), rpi),
+		want, (size_t)rows * cols, TOL, what);
+	free(x), free(bias), free(want);
+}
+
+/* ------------------------------------------------------------ more elementwise */
+
+/* GEGLU of [n, 2f, p] (nd 2: [n, 2f]; nd 4: [n, 2f, p / ww, ww]). */
+static void test_geglu(int n, int f, int p, int nd, int ww)
+{
+	harness h;
+	size_t ny = (size_t)n * f * p;
+	float *x = rnd(2 * ny, 1.5f);
+	double *want = malloc(ny * sizeof(double));
+	int64_t ne[4] = { n, 2 * f, nd == 4 ? p / ww : p, ww };
+	char what[96], s[96];
+	int xt;
+	for (int b = 0; b < n; b++)
+		for (int c = 0; c < f; c++)
+			for (int q = 0; q < p; q++) {
+				const float *xb = x + (size_t)b * 2 * f * p;
+				want[((size_t)b * f + c) * p + q] =
+					(double)xb[(size_t)c * p + q] *
+					act_ref(xb[(size_t)(f + c) * p + q], CU_ACT_GELU);
+			}
+	h_init(&h);
+	xt = h_input(&h, x, nd, ne);
+	snprintf(what, sizeof(what), "geglu %s", cu_shape_str(cu_t(h.g, xt), s, sizeof(s)));
+	h_check(&h, op_geglu(h.g, xt), want, ny, TOL, what);
+	free(x), free(want);
+}
+
+/* mean over the last dimension of [a, b, len] (a = 0: [b, len]) */
+static void test_mean_last(int a, int b, int len)
+{
+	harness h;
+	int rows = (a ? a : 1) * b;
+	float *x = rnd((size_t)rows * len, 1);
+	double *want = malloc((size_t)rows * sizeof(double));
+	char what[96];
+	for (int r = 0; r < rows; r++) {
+		double s = 0;
+		for (int j = 0; j < len; j++)
+			s += x[(size_t)r * len + j];
+		want[r] = s / len;
+	}
+	h_init(&h);
+	if (a)
+		snprintf(what, sizeof(what), "mean_last [%d, %d, %d]", a, b, len);
+	else
+		snprintf(what, sizeof(what), "mean_last [%d, %d]", b, len);
+	h_check(&h, op_mean_last(h.g, a ? h_input(&h, x, 3, (int64_t[]){ a, b, len })
+					: h_input(&h, x, 2, (int64_t[]){ b, len })),
+		want, (size_t)rows, TOL, what);
+	free(x), free(want);
+}
+
+/* [a, b, la] + [a, b, lb] along the last dimension */
+static void test_concat_last(int a, int b, int la, int lb)
+{
+	harness h;
+	int rows = a * b;
+	float *x = rnd((size_t)rows * la, 1), *z = rnd((size_t)rows * lb, 1);
+	double *want = malloc((size_t)rows * (la + lb) * sizeof(double));
+	char what[96];
+	for (int r = 0; r < rows; r++)
+		for (int j = 0; j < la + lb; j++)
+			want[(size_t)r * (la + lb) + j] =
+				j < la ? x[(size_t)r * la + j] : z[(size_t)r * lb + j - la];
+	h_init(&h);
+	snprintf(what, sizeof(what), "concat_last [%d, %d, %d] + [%d, %d, %d]", a, b, la, a, b, lb);
+	h_check(&h, op_concat_last(h.g, h_input(&h, x, 3, (int64_t[]){ a, b, la }),
+				   h_input(&h, z, 3, (int64_t[]){ a, b, lb })),
+		want, (size_t)rows * (la + lb), 0, what);
+	free(x), free(z), free(want);
+}
+
+static void test_transpose(int batch, int rows, int cols)
+{
+	harness h;
+	size_t n = (size_t)batch * rows * cols;
+	float *x = rnd(n, 1);
+	double *want = malloc(n * sizeof(double));
+	char what[96];
+	for (int b = 0; b < batch; b++)
+		for (int r = 0; r < rows; r++)
+			for (int c = 0; c < cols; c++)
+				want[((size_t)b * cols + c) * rows + r] = x[((size_t)b * rows + r) * cols + c];
+	h_init(&h);
+	snprintf(what, sizeof(what), "transpose [%d, %d, %d]", batch, rows, cols);
+	h_check(&h, op_transpose(h.g, h_input(&h, x, 1, (int64_t[]){ (int64_t)n }), batch, rows, cols),
+		want, n, 0, what);
+	free(x), free(want);
+}
+
+/* channels [c0, c0 + nc) of [n, c, p] (nd 2: [n, c]; nd 4: [n, c, p / ww, ww]) */
+static void test_slice_channels(int n, int c, int p, int nd, int ww, int c0, int nc)
+{
+	harness h;
+	size_t ny = (size_t)n * nc * p;
+	float *x = rnd((size_t)n * c * p, 1);
+	double *want = malloc(ny * sizeof(double));
+	int64_t ne[4] = { n, c, nd == 4 ? p / ww : p, ww };
+	char what[96], s[96];
+	int xt;
+	for (int b = 0; b < n; b++)
+		for (int k = 0; k < nc; k++)
+			for (int q = 0; q < p; q++)
+				want[((size_t)b * nc + k) * p + q] = x[((size_t)b * c + c0 + k) * p + q];
+	h_init(&h);
+	xt = h_input(&h, x, nd, ne);
+	snprintf(what, sizeof(what), "slice_channels %s [%d, %d)",
+		 cu_shape_str(cu_t(h.g, xt), s, sizeof(s)), c0, c0 + nc);
+	h_check(&h, op_slice_channels(h.g, xt, c0, nc), want, ny, 0, what);
+	free(x), free(want);
+}
+
+/* ------------------------------------------------------------ masked fused attention */
+
+/* softmax(scale q k^T + mask[b / heads]) v for n items of `heads` heads: the
+ * mask is 0 or -10000 per key plus a small random part, different per item,
+ * so the kernel must pick the item's row by b / heads. */
+static void test_attention_fused_mask(int n, int heads, int d, int lq, int lk)
+{
+	harness h;
+	int bh = n * heads;
+	float *q = rnd((size_t)bh * d * lq, 1), *k = rnd((size_t)bh * d * lk, 1);
+	float *v = rnd((size_t)bh * d * lk, 1), *mask = rnd((size_t)n * lk, 0.5f);
+	double *want = malloc((size_t)bh * d * lq * sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
+	double scale = 1.0 / sqrt((double)d);
+	char what[96];
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < lk; j++) /* every item keeps a different key */
+			if (j != i % lk && cu_rng_uniform(&rng) < 0.35f)
+				mask[(size_t)i * lk + j] -= 10000.0f;
+	for (int b = 0; b < bh; b++)
+		for (int i = 0; i < lq; i++) {
+			double m = -INFINITY, sum = 0;
+			for (int j = 0; j < lk; j++) {
+				double dot = 0;
+				for (int e = 0; e < d; e++)
+					dot += (double)q[((size_t)b * d + e) * lq + i] * k[((size_t)b * d + e) * lk + j];
+				s[j] = dot * (double)(float)scale + mask[(size_t)(b / heads) * lk + j];
+				m = fmax(m, s[j]);
+			}
+			for (int j = 0; j < lk; j++)
+				sum += (s[j] = exp(s[j] - m));
+			for (int e = 0; e < d; e++) {
+				double acc = 0;
+				for (int j = 0; j < lk; j++)
+					acc += s[j] / sum * v[((size_t)b * d + e) * lk + j];
+				want[((size_t)b * d + e) * lq + i] = acc;
+			}
+		}
+	h_init(&h);
+	snprintf(what, sizeof(what), "attention_fused masked n%d heads %d d%d lq%d lk%d", n, heads, d,
+		 lq, lk);
+	h_check(&h, op_attention_fused(h.g, h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * lq }),
+				       h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
+				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }),
+				       h_input(&h, mask, 2, (int64_t[]){ n, lk }), heads, bh, d, lq, lk,
+				       (float)scale, 3, (int64_t[]){ bh, d, lq }),
+		want, (size_t)bh * d * lq, 1e-5, what);
+	free(q), free(k), free(v), free(mask), free(want), free(s);
+}
+
+/* ------------------------------------------------------------ FreeU */
+
+/* x [n, c, p] (nd 2: [n, c]; nd 4: [n, c, p / ww, ww]) with the first nch
+ * channels of every item times f */
+static void test_scale_channels(int n, int c, int p, int nd, int ww, int nch, float f)
+{
+	harness h;
+	size_t nx = (size_t)n * c * p;
+	float *x = rnd(nx, 1);
+	double *want = malloc(nx * sizeof(double));
+	int64_t ne[4] = { n, c, nd == 4 ? p / ww : p, ww };
+	char what[96], s[96];
+	int xt;
+	for (size_t i = 0; i < nx; i++)
+		want[i] = (int)(i / (size_t)p % (size_t)c) < nch ? (double)x[i] * f : x[i];
+	h_init(&h);
+	xt = h_input(&h, x, nd, ne);
+	snprintf(what, sizeof(what), "scale_channels %s first %d x %g",
+		 cu_shape_str(cu_t(h.g, xt), s, sizeof(s)), nch, f);
+	h_check(&h, op_scale_channels(h.g, xt, nch, f), want, nx, TOL, what);
+	free(x), free(want);
+}
+
+/* Python's slice start: a negative start counts from the end, then clamps at 0. */
+static int py_slice_start(int v, int n)
+{
+	if (v < 0)
+		v += n;
+	return v < 0 ? 0 : v > n ? n : v;
+}
+
+static int py_slice_stop(int v, int n)
+{
+	if (v < 0)
+		v += n;
+	return v < 0 ? 0 : v > n ? n : v;
+}
+
+/* diffusers' fourier_filter on `planes` planes of h x w: X = fftshift(fft2(x));
+ * X[crow - t : crow + t, ccol - t : ccol + t] *= scale (Python slices);
+ * y = real(ifft2(ifftshift(X))). A naive DFT in double. */
+static void freeu_ref(const float *x, int planes, int hh, int ww, double scale, int t, double *y)
+{
+	size_t n = (size_t)hh * ww;
+	double *xr = malloc(n * sizeof(double)), *xi = malloc(n * sizeof(double));
+	double *sr = malloc(n * sizeof(double)), *si = malloc(n * sizeof(double));
+	double *ch = malloc((size_t)hh * sizeof(double)), *sh = malloc((size_t)hh * sizeof(double));
+	double *cw = malloc((size_t)ww * sizeof(double)), *sw = malloc((size_t)ww * sizeof(double));
+	const double tau = 6.283185307179586476925286766559;
+	int crow = hh / 2, ccol = ww / 2;
+	int y0 = py_slice_start(crow - t, hh), y1 = py_slice_stop(crow + t, hh);
+	int x0 = py_slice_start(ccol - t, ww), x1 = py_slice_stop(ccol + t, ww);
+	for (int i = 0; i < hh; i++) { /* e^{2 pi i m / h} for m = (k i) mod h */
+		ch[i] = cos(tau * i / hh);
+		sh[i] = sin(tau * i / hh);
+	}
+	for (int i = 0; i < ww; i++) {
+		cw[i] = cos(tau * i / ww);
+		sw[i] = sin(tau * i / ww);
+	}
+	for (int pl = 0; pl < planes; pl++) {
+		const float *xp = x + (size_t)pl * n;
+		double *yp = y + (size_t)pl * n;
+		/* the spectrum X[ky][kx] = sum x e^{-2 pi i (ky iy / h + kx ix / w)} */
+		for (int ky = 0; ky < hh; ky++)
+			for (int kx = 0; kx < ww; kx++) {
+				double re = 0, im = 0;
+				for (int iy = 0; iy < hh; iy++)
+					for (int ix = 0; ix < ww; ix++) {
+						int a = ky * iy % hh, b = kx * ix % ww;
+						double c = ch[a] * cw[b] - sh[a] * sw[b];
+						double s = sh[a] * cw[b] + ch[a] * sw[b];
+						re += xp[iy * ww + ix] * c;
+						im -= xp[iy * ww + ix] * s;
+					}
+				xr[ky * ww + kx] = re;
+				xi[ky * ww + kx] = im;
+			}
+		/* fftshift: shifted[i] = X[(i - n / 2) mod n] along both axes */
+		for (int sy = 0; sy < hh; sy++)
+			for (int sx = 0; sx < ww; sx++) {
+				int ky = ((sy - hh / 2) % hh + hh) % hh, kx = ((sx - ww / 2) % ww + ww) % ww;
+				sr[sy * ww + sx] = xr[ky * ww + kx];
+				si[sy * ww + sx] = xi[ky * ww + kx];
+			}
+		for (int sy = y0; sy < y1; sy++)
+			for (int sx = x0; sx < x1; sx++) {
+				sr[sy * ww + sx] *= scale;
+				si[sy * ww + sx] *= scale;
+			}
+		/* ifftshift: X[k] = shifted[(k + n / 2) mod n] */
+		for (int ky = 0; ky < hh; ky++)
+			for (int kx = 0; kx < ww; kx++) {
+				int sy = (ky + hh / 2) % hh, sx = (kx + ww / 2) % ww;
+				xr[ky * ww + kx] = sr[sy * ww + sx];
+				xi[ky * ww + kx] = si[sy * ww + sx];
+			}
+		/* y = Re(1/(hw) sum X[k] e^{+2 pi i (ky iy / h + kx ix / w)}) */
+		for (int iy = 0; iy < hh; iy++)
+			for (int ix = 0; ix < ww; ix++) {
+				double re = 0;
+				for (int ky = 0; ky < hh; ky++)
+					for (int kx = 0; kx < ww; kx++) {
+						int a = ky * iy % hh, b = kx * ix % ww;
+						double c = ch[a] * cw[b] - sh[a] * sw[b];
+						double s = sh[a] * cw[b] + ch[a] * sw[b];
+						re += xr[ky * ww + kx] * c - xi[ky * ww + kx] * s;
+					}
+				yp[iy * ww + ix] = re / (double)n;
+			}
+	}
+	free(xr), free(xi), free(sr), free(si), free(ch), free(sh), free(cw), free(sw);
+}
+
+static void test_freeu_filter(int n, int c, int hh, int ww, float scale, int t, int use_fft)
+{
+	harness h;
+	size_t nx = (size_t)n * c * hh * ww;
+	float *x = rnd(nx, 1);
+	double *want = malloc(nx * sizeof(double));
+	char what[96];
+	freeu_ref(x, n * c, hh, ww, scale, t, want);
+	h_init(&h);
+	snprintf(what, sizeof(what), "freeu_filter %s [%d, %d, %d, %d] threshold %d scale %g",
+		 use_fft ? "clFFT" : "direct", n, c, hh, ww, t, scale);
+	h_check(&h, op_freeu_filter(h.g, h_input(&h, x, 4, (int64_t[]){ n, c, hh, ww }), scale, t,
+				    use_fft),
+		want, nx, TOL, what);
+	free(x), free(want);
+}
+
+/* A filter the builder must refuse: the op returns -1, the graph keeps `expect`. */
+static void test_freeu_rejected(int hh, int ww, int t, int use_fft, clunet_status expect)
+{
+	harness h;
+	int y;
+	char what[96];
+	h_init(&h);
+	y = op_freeu_filter(h.g, cu_graph_input(h.g, 0, CU_F32, 4, (int64_t[]){ 1, 3, hh, ww }), 0.5f,
+			    t, use_fft);
+	snprintf(what, sizeof(what), "freeu_filter %s %dx%d threshold %d refused",
+		 use_fft ? "clFFT" : "direct", hh, ww, t);
+	printf("  %-58s %s\n", what, clunet_status_name(h.g->status));
+	CHECK(y < 0 && h.g->status == expect, "%s: op returned %d, graph status %s, expected %s", what,
+	      y, clunet_status_name(h.g->status), clunet_status_name(expect));
+	cu_graph_free(h.g);
+}
+
+/* ------------------------------------------------------------ GEMMs into views */
+
+static void gemm_ref(const float *a, const float *b, const gemm_args *g, double *c)
+{
+	for (int q = 0; q < g->batch; q++)
+		for (int i = 0; i < g->m; i++)
+			for (int j = 0; j < g->n; j++) {
+				double acc = 0;
+				for (int l = 0; l < g->k; l++) {
+					double av = g->trans_a ? a[q * g->stride_a + (long)l * g->lda + i]
+							       : a[q * g->stride_a + (long)i * g->lda + l];
+					double bv = g->trans_b ? b[q * g->stride_b + (long)j * g->ldb + l]
+							       : b[q * g->stride_b + (long)l * g->ldb + j];
+					acc += av * bv;
+				}
+				c[q * g->stride_c + (long)i * g->ldc + j] = g->alpha * acc;
+			}
+}
+
+static void gemm_dense(gemm_args *g, int ta, int tb, int m, int n, int k, int batch, float alpha)
+{
+	memset(g, 0, sizeof(*g));
+	g->trans_a = ta;
+	g->trans_b = tb;
+	g->m = m;
+	g->n = n;
+	g->k = k;
+	g->lda = ta ? m : k;
+	g->ldb = tb ? k : n;
+	g->ldc = n;
+	g->stride_a = (long)m * k;
+	g->stride_b = (long)k * n;
+	g->stride_c = (long)m * n;
+	g->batch = batch;
+	g->alpha = alpha;
+}
+
+/* Two GEMMs (the second with other transposes and alpha) into the two halves
+ * of one [2, batch, m, n] tensor made with cu_graph_act; the whole tensor is
+ * the output. cols: the halves are the two column halves of [batch, m, 2n]
+ * instead (ldc 2n, the second view starting n elements in). */
+static void test_gemm_views(int m, int n, int k, int batch, int cols)
+{
+	harness h;
+	size_t na = (size_t)batch * m * k, nb = (size_t)batch * k * n, nc = (size_t)batch * m * n;
+	float *a0 = rnd(na, 1), *b0 = rnd(nb, 1), *a1 = rnd(na, 1), *b1 = rnd(nb, 1);
+	double *want = malloc(2 * nc * sizeof(double));
+	gemm_args g0, g1;
+	char what[128];
+	int o, v0, v1;
+	gemm_dense(&g0, 0, 0, m, n, k, batch, 1.0f);
+	gemm_dense(&g1, 1, 1, m, n, k, batch, -0.5f);
+	if (cols) {
+		g0.ldc = g1.ldc = 2 * n;
+		g0.stride_c = g1.stride_c = (long)m * 2 * n;
+	}
+	gemm_ref(a0, b0, &g0, want);
+	gemm_ref(a1, b1, &g1, want + (cols ? n : (long)nc));
+	h_init(&h);
+	{
+		int xa0 = h_input(&h, a0, 1, (int64_t[]){ (int64_t)na });
+		int xb0 = h_input(&h, b0, 1, (int64_t[]){ (int64_t)nb });
+		int xa1 = h_input(&h, a1, 1, (int64_t[]){ (int64_t)na });
+		int xb1 = h_input(&h, b1, 1, (int64_t[]){ (int64_t)nb });
+		if (cols) {
+			/* each view spans from its first to its last element */
+			int64_t span = 2 * (int64_t)nc - n;
+			o = cu_graph_act(h.g, 3, (int64_t[]){ batch, m, 2 * n });
+			v0 = cu_view(h.g, o, 0, 1, &span);
+			v1 = cu_view(h.g, o, n, 1, &span);
+		} else {
+			o = cu_graph_act(h.g, 4, (int64_t[]){ 2, batch, m, n });
+			v0 = cu_view(h.g, o, 0, 3, (int64_t[]){ batch, m, n });
+			v1 = cu_view(h.g, o, (int64_t)nc, 3, (int64_t[]){ batch, m, n });
+		}
+		op_gemm_into(h.g, xa0, xb0, &g0, v0);
+		op_gemm_into(h.g, xa1, xb1, &g1, v1);
+	}
+	snprintf(what, sizeof(what), "gemm_into NN + TT, %s halves of a tensor, %dx%dx%d batch %d",
+		 cols ? "column" : "two", m, n, k, batch);
+	h_check(&h, o, want, 2 * nc, TOL, what);
+	free(a0), free(b0), free(a1), free(b1), free(want);
+}
+
 int main(void)
 {
 	clunet_context_options o;
@@ -872,6 +1337,62 @@ int main(void)
 	test_attention_fused(1, 64, 5, 3);
 	test_attention_fused(2, 160, 9, 33);
 	test_attention_fused(1, 7, 64, 64);
+	test_attention_fused_mask(2, 3, 8, 17, 77);  /* SIMD kernel on CPU, ragged key block */
+	test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
+	test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */
+	test_attention_fused_mask(2, 1, 64, 5, 3);
+	test_attention_fused_mask(1, 5, 13, 11, 1);  /* one key */
+
+	test_layer_norm(2, 5, 63, 4, 9, 1e-5f);     /* [2, 5, 7, 9]: vector blocks + ragged tail */
+	test_layer_norm(3, 7, 1, 2, 1, 1e-5f);      /* [3, 7] */
+	test_layer_norm(1, 33, 16, 3, 1, 1e-6f);    /* exactly one vector block */
+	test_layer_norm(2, 320, 37, 3, 1, 1e-5f);
+	test_layer_norm(1, 1, 5, 3, 1, 1e-5f);      /* one channel: beta only */
+	test_softmax_bias(12, 13, 4);
+	test_softmax_bias(10, 77, 5);
+	test_softmax_bias(6, 33, 6);
+	test_softmax_bias(1, 1, 1);
+	test_geglu(2, 7, 15, 4, 5);                  /* [2, 14, 3, 5] */
+	test_geglu(3, 9, 1, 2, 1);                   /* [3, 18] */
+	test_geglu(1, 33, 37, 3, 1);
+	test_mean_last(5, 7, 13);
+	test_mean_last(0, 3, 1);
+	test_mean_last(0, 2, 1001);
+	test_concat_last(2, 3, 5, 7);
+	test_concat_last(1, 4, 1, 9);
+	test_concat_last(3, 1, 17, 1);
+	test_transpose(3, 5, 7);
+	test_transpose(1, 37, 1);
+	test_transpose(2, 16, 33);
+	test_slice_channels(2, 7, 15, 4, 5, 2, 3);   /* [2, 7, 3, 5] */
+	test_slice_channels(3, 9, 1, 2, 1, 0, 9);    /* the whole [3, 9] */
+	test_slice_channels(3, 9, 1, 2, 1, 8, 1);
+	test_slice_channels(1, 5, 37, 3, 1, 4, 1);
+
+	test_scale_channels(2, 5, 21, 4, 7, 3, 1.3f); /* [2, 5, 3, 7] */
+	test_scale_channels(3, 4, 1, 2, 1, 4, -0.5f); /* [3, 4], all channels */
+	test_scale_channels(1, 6, 9, 4, 9, 0, 2.0f);  /* none */
+	test_scale_channels(2, 9, 17, 3, 1, 1, 0.9f);
+	{
+		static const int planes[][2] = { { 3, 4 }, { 6, 8 }, { 8, 8 }, { 1, 5 }, { 5, 1 },
+						 { 2, 2 }, { 7, 9 }, { 1, 1 }, { 12, 10 }, { 16, 16 } };
+		for (size_t i = 0; i < CU_ARRAY_LEN(planes); i++)
+			test_freeu_filter(1, 3, planes[i][0], planes[i][1], 0.2f, 1, 0);
+		test_freeu_filter(2, 3, 17, 13, 1.7f, 1, 0); /* lengths clFFT cannot do */
+		for (size_t i = 0; i < CU_ARRAY_LEN(planes); i++)
+			for (int t = 1; t <= 3; t++)
+				test_freeu_filter(2, 2, planes[i][0], planes[i][1], t == 2 ? 1.6f : 0.3f, t, 1);
+		test_freeu_filter(1, 3, 11, 13, 0.5f, 2, 1);
+		test_freeu_rejected(8, 8, 2, 0, CLUNET_ERR_ARGUMENT);
+		test_freeu_rejected(8, 8, 0, 1, CLUNET_ERR_ARGUMENT);
+		test_freeu_rejected(17, 8, 1, 1, CLUNET_ERR_UNSUPPORTED);
+		test_freeu_rejected(8, 17, 1, 1, CLUNET_ERR_UNSUPPORTED);
+	}
+
+	test_gemm_views(5, 7, 9, 1, 0);
+	test_gemm_views(4, 33, 17, 3, 0);
+	test_gemm_views(5, 7, 9, 2, 1);
+	test_gemm_views(16, 37, 8, 1, 1);
 	nn_store_free(store);
 
 	clunet_context_destroy(rt);

@@ -35,6 +35,22 @@ def torch_worker(args):
     if cfg["_class_name"] == "UNet1DModel":
         sample = torch.randn(args.batch, cfg.get("in_channels", 2), args.length)
         t = torch.tensor([10.0 if cfg.get("use_timestep_embedding") else 0.5] * args.batch)
+    elif cfg["_class_name"] == "UNet2DConditionModel":
+        sample = torch.randn(args.batch, cfg.get("in_channels", 4), args.height, args.width)
+        t = torch.tensor([999.0] * args.batch)
+        cross = cfg.get("encoder_hid_dim") or cfg.get("cross_attention_dim", 1280)
+        if isinstance(cross, list):
+            cross = cross[-1]
+        kwargs["encoder_hidden_states"] = torch.randn(args.batch, args.tokens, cross)
+        if cfg.get("addition_embed_type") == "text_time":
+            n_ids = 6
+            while n_ids > 1 and cfg["projection_class_embeddings_input_dim"] - n_ids * cfg["addition_time_embed_dim"] <= 0:
+                n_ids -= 1
+            width = cfg["projection_class_embeddings_input_dim"] - n_ids * cfg["addition_time_embed_dim"]
+            kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(args.batch, width),
+                                           "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024][:n_ids]] * args.batch)}
+        if cfg.get("time_cond_proj_dim"):
+            kwargs["timestep_cond"] = torch.randn(args.batch, cfg["time_cond_proj_dim"])
     else:
         sample = torch.randn(args.batch, cfg.get("in_channels", 3), args.height, args.width)
         t = torch.tensor([10.0] * args.batch)
@@ -60,6 +76,7 @@ def main():
     p.add_argument("--height", type=int, default=32)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--length", type=int, default=65536, help="1-D models")
+    p.add_argument("--tokens", type=int, default=77, help="encoder tokens (conditional models)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--torch-worker", action="store_true")
@@ -72,17 +89,19 @@ def main():
         print("warning: torch's BLAS is %s, not OpenBLAS: torch will be far slower than it can be "
               "(apt-get install libopenblas0-pthread)" % blas, file=sys.stderr)
     rows = []
+    cls = json.load(open(os.path.join(args.model, "config.json")))["_class_name"]
+    length = args.tokens if cls == "UNet2DConditionModel" else args.length
     for r in range(args.rounds):
         c = subprocess.run([args.clunet, "bench", "--model", args.model, "--batch", str(args.batch),
                             "--height", str(args.height), "--width", str(args.width),
-                            "--length", str(args.length), "--runs", str(args.runs), "--json"],
+                            "--length", str(length), "--runs", str(args.runs), "--json"],
                            check=True, capture_output=True, text=True)
         cj = json.loads(c.stdout)
         env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX")
         t = subprocess.run([sys.executable, __file__, "--torch-worker", "--model", args.model,
                             "--batch", str(args.batch), "--height", str(args.height),
                             "--width", str(args.width), "--length", str(args.length),
-                            "--runs", str(args.runs)],
+                            "--tokens", str(args.tokens), "--runs", str(args.runs)],
                            check=True, capture_output=True, text=True, env=env)
         tj = json.loads(t.stdout.strip().splitlines()[-1])
         rows.append((cj, tj))

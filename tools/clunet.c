@@ -33,6 +33,7 @@ static void usage(FILE *f)
 		"                             one forward pass; inputs are named after the\n"
 		"                             arguments of diffusers' forward()\n"
 		"  bench  --model DIR [--batch N] [--height H] [--width W] [--length L]\n"
+		"         (--length: 1-D length, or encoder tokens of a conditional model)\n"
 		"         [--runs N] [--warmup N] [--json]\n"
 		"                             median forward time, GFLOP/s, peak memory and a\n"
 		"                             per-op table; a folder with only config.json runs\n"

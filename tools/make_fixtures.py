@@ -6,6 +6,17 @@ Install (Debian):
     /usr/bin/python3 -m pip install --break-system-packages \\
         diffusers==0.26.3 huggingface_hub==0.20.3 safetensors
     (numpy comes with python3-torch)
+This interpreter must NOT see peft + transformers (diffusers 0.26.3 switches every model to its PEFT backend when
+both are importable; all cases except `lora_peft` document the non-PEFT path). The `lora_peft` case needs the
+PEFT backend and is generated in a second interpreter, named by the environment variable
+MAKE_FIXTURES_PEFT_PYTHON, that sees the same torch/diffusers plus peft and transformers, e.g.
+    /usr/bin/python3 -m venv --system-site-packages /tmp/peft-venv
+    /tmp/peft-venv/bin/python -m pip install --no-deps \\
+        peft==0.9.0 transformers==4.38.2 accelerate==0.27.2 tokenizers==0.15.2
+    export MAKE_FIXTURES_PEFT_PYTHON=/tmp/peft-venv/bin/python
+(--no-deps: peft's requirement torch>=1.13.0 rejects Debian's 1.13.0a0 and pip would pull a new torch into the
+venv.) The script runs the PEFT cases in that interpreter (as a child process, same arguments otherwise) and
+everything else in its own; run under that interpreter directly, it accepts only PEFT cases.
 
 Usage:
     /usr/bin/python3 tools/make_fixtures.py [--out tests/data] [--only NAME ...] [--list]
@@ -54,9 +65,12 @@ UNet1DModel, "unet2dcond" = UNet2DConditionModel), holding
   lora*.safetensors                   (LoRA cases) the LoRA file(s) the case loads (see LoraSpec).
   meta.json "apply"                   things that are not forward() arguments, for the C test to replay
                                       through its API before the run: {"freeu": {"s1","s2","b1","b2"}}
-                                      (unet.enable_freeu), {"lora": {"file", "format": "diffusers"|"kohya",
-                                      "scale", "fused"}} (scale = cross_attention_kwargs={"scale": s}, or
+                                      (unet.enable_freeu), {"lora": {"file", "format": "diffusers"|"kohya"|
+                                      "peft", "scale", "fused"}} (+ "backend": "peft" for the PEFT case)
+                                      (scale = cross_attention_kwargs={"scale": s}, or
                                       fuse_lora(lora_scale=s) when fused); "apply_details" is informative.
+  meta.json "reference_shim"          (only where present) a documented minimal patch of diffusers that the
+                                      case needed to run at all (e.g. dual_cross_attention); math untouched.
 A README.md per family (generated) lists the cases and what each covers. A full run (or `--only
 unet2dcond_configs`) also writes <out>/unet2dcond_configs/<name>/config.json: published SD/SDXL UNet
 configs (no weights), each instantiated with UNet2DConditionModel.from_config to prove diffusers accepts it.
@@ -78,7 +92,7 @@ Torch 1.13 trap: Attention.get_attention_scores uses torch.empty + baddbmm(beta=
 uninitialised memory; it is monkeypatched to a zero-filled input with beta=1 (bit-identical otherwise).
 FreeU/LoRA ("apply") are applied to the reference model after the cast: LoRA files are loaded the way
 pipeline.load_lora_weights does for the UNet (LoraLoaderMixin.lora_state_dict + load_lora_into_unet,
-diffusers' non-PEFT path), then fused if the case says so.
+diffusers' non-PEFT path; the PEFT path for `lora_peft`, see above), then fused if the case says so.
 Every folder is then re-loaded with `<ModelClass>.from_pretrained(folder)` (which exercises diffusers' own
 deprecated-name conversion) and must reproduce the expected output bit for bit (patched cases: loaded with
 ignore_mismatched_sizes, only the patched keys may mismatch, then patched and those keys loaded from the
@@ -92,11 +106,14 @@ Python int/float for an argument that is to be passed as a Python number).
 """
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -256,7 +273,16 @@ class Case:
     freeu: Optional[Dict[str, float]] = None
     # LoRA applied before the reference run (meta.json "apply"); see LoraSpec
     lora: Optional["LoraSpec"] = None
+    # a context-manager factory wrapped around everything the case does with diffusers (build, reference run,
+    # from_pretrained check): a minimal, documented patch without which diffusers 0.26.3 cannot run the
+    # configuration at all (math untouched); shim_description goes to meta.json "reference_shim"
+    shim: Optional[Callable[[], Any]] = None
+    shim_description: str = ""
     family: str = ""  # filled in by FAMILIES registration
+
+    @property
+    def needs_peft_backend(self) -> bool:
+        return self.lora is not None and self.lora.format == "peft"
 
 
 @dataclasses.dataclass
@@ -269,7 +295,13 @@ class LoraSpec:
     `_convert_kohya_lora_to_diffusers`). The reference loads the file exactly as
     `pipeline.load_lora_weights(folder, weight_name=file)` does for the UNet: `LoraLoaderMixin.lora_state_dict`
     then `LoraLoaderMixin.load_lora_into_unet`. scale: cross_attention_kwargs={"scale": scale} (unfused) or
-    unet.fuse_lora(lora_scale=scale) (fused)."""
+    unet.fuse_lora(lora_scale=scale) (fused).
+
+    format "peft": keys `unet.<module>.lora_A.weight` / `.lora_B.weight`, written by PEFT itself
+    (unet.add_adapter(LoraConfig) -> get_peft_model_state_dict -> LoraLoaderMixin.save_lora_weights, i.e. a
+    training script's save path without convert_state_dict_to_diffusers), loaded through diffusers' PEFT
+    backend (needs a peft interpreter, see the header). `peft_ranks` gives the rank per layer kind
+    (LoraConfig rank_pattern), `peft_lora_alpha` the adapter's lora_alpha at "training" time (NOT in the file)."""
 
     format: str
     scale: float
@@ -279,6 +311,15 @@ class LoraSpec:
     file_dtype: str = "F32"
     seed: int = 0
     with_nomatch: bool = False  # also write lora_nomatch.safetensors (keys that match no layer)
+    peft_ranks: Optional[Dict[str, int]] = None  # format "peft": rank per _peft_kind()
+    peft_lora_alpha: float = 4.0  # format "peft": LoraConfig.lora_alpha used to create the adapter
+
+    def apply_meta(self) -> Dict[str, Any]:
+        """meta.json "apply"."lora" (and the README line)."""
+        meta: Dict[str, Any] = {"file": self.file, "format": self.format, "scale": self.scale, "fused": self.fused}
+        if self.format == "peft":
+            meta["backend"] = "peft"
+        return meta
 
 
 # ---- input builders -----------------------------------------------------------------------------
@@ -1263,6 +1304,29 @@ def inputs_lora(gen):
     }
 
 
+DUAL_CONDITION_LENGTHS = (77, 257)  # DualTransformer2DModel.condition_lengths (fixed in 0.26.3)
+DUAL_COND_DIM = 8
+
+
+def inputs_dual_cross_attention(gen):
+    return {
+        "sample": _randn(gen, 2, 4, 16, 16),
+        "timestep": torch.tensor([640, 35], dtype=torch.int64),
+        # [77 tokens -> transformers[1], 257 tokens -> transformers[0]] (Versatile Diffusion: text, then image)
+        "encoder_hidden_states": _enc(gen, 2, length=sum(DUAL_CONDITION_LENGTHS), dim=DUAL_COND_DIM),
+    }
+
+
+def inputs_k_upscaler_noattn(gen):
+    sigma = torch.tensor([3.0, 0.1])
+    return {
+        "sample": _randn(gen, 2, 8, 8, 8),
+        "timestep": (torch.log(sigma) * 0.25).to(torch.float32),
+        "encoder_hidden_states": _enc(gen, 2),
+        "timestep_cond": torch.cat([torch.zeros(2, 4), torch.ones(2, 4), _randn(gen, 2, 12)], dim=1),
+    }
+
+
 # ---- UNet2DConditionModel configs ---------------------------------------------------------------------
 CA_DOWN, CA_UP = "CrossAttnDownBlock2D", "CrossAttnUpBlock2D"
 
@@ -1325,6 +1389,40 @@ IF_STYLE = dict(
     resnet_out_scale_factor=1.414,
     mid_block_scale_factor=1.414,
     norm_num_groups=4,
+)
+
+@contextlib.contextmanager
+def dual_transformer_mask_shim():
+    """diffusers 0.26.3's CrossAttnDownBlock2D / UNetMidBlock2DCrossAttn / CrossAttnUpBlock2D call
+    attn(..., encoder_attention_mask=...) on every attention module, but DualTransformer2DModel.forward has no
+    such parameter (TypeError, with or without a mask). For the dual_cross_attention case only, its forward is
+    wrapped to accept the keyword, require it to be None and drop it; the original forward then runs unchanged."""
+    from diffusers.models.transformers.dual_transformer_2d import DualTransformer2DModel
+
+    original = DualTransformer2DModel.forward
+
+    @functools.wraps(original)
+    def forward(self, *args, encoder_attention_mask=None, **kwargs):
+        if encoder_attention_mask is not None:
+            raise RuntimeError("dual_transformer_mask_shim: an encoder_attention_mask would be dropped")
+        return original(self, *args, **kwargs)
+
+    DualTransformer2DModel.forward = forward
+    try:
+        yield
+    finally:
+        DualTransformer2DModel.forward = original
+
+
+DUAL_SHIM_DESCRIPTION = (
+    "diffusers 0.26.3 cannot run dual_cross_attention=True unpatched: CrossAttnDownBlock2D, "
+    "UNetMidBlock2DCrossAttn and CrossAttnUpBlock2D call every attention module with encoder_attention_mask=..., "
+    "and DualTransformer2DModel.forward has no such parameter (\"TypeError: DualTransformer2DModel.forward() got "
+    "an unexpected keyword argument 'encoder_attention_mask'\", with or without a mask). For this case only, "
+    "DualTransformer2DModel.forward was wrapped (tools/make_fixtures.py dual_transformer_mask_shim) to accept "
+    "that keyword, assert it is None (no mask is given here) and drop it before calling diffusers' own forward; "
+    "nothing else is patched and all math is diffusers'. The same wrapper was active for the from_pretrained "
+    "re-check."
 )
 
 COND_FLOAT64_NOTE = (
@@ -1875,6 +1973,135 @@ UNET2DCOND_CASES: List[Case] = [
             "(apply_details.fused_vs_unfused_*)."
         ),
     ),
+    Case(
+        name="lora_peft",
+        model_class="UNet2DConditionModel",
+        seed=3023,
+        weights_dtype="F16",
+        config=dict(SD_TINY_L1),
+        lora=LoraSpec(
+            format="peft",
+            scale=0.7,
+            seed=4002,
+            peft_ranks={"other": 2, "attention": 4, "projection": 8, "feed_forward": 1},
+            peft_lora_alpha=4.0,
+        ),
+        make_inputs=inputs_lora,
+        description=(
+            "LoRA in PEFT key form (lora.safetensors, F32, keys unet.<module>.lora_A.weight (down) / "
+            ".lora_B.weight (up), no alphas), written by PEFT 0.9.0 itself: unet.add_adapter(LoraConfig(r=2, "
+            "lora_alpha=4, rank_pattern: attention to_q/to_k/to_v/to_out.0 4, proj_in/proj_out 8, ff.net.0.proj/"
+            "ff.net.2 1; target_modules: every Linear/Conv2d, i.e. the lora_diffusers layers plus conv_in and "
+            "conv_out)) -> get_peft_model_state_dict -> save_lora_weights: a training script's save path without "
+            "convert_state_dict_to_diffusers (the official 0.26.3 train_text_to_image_lora.py converts, which "
+            "renames only to_q/to_k/to_v/to_out.0 keys to lora.down/lora.up). Loaded by diffusers 0.26.3's own "
+            "LoraLoaderMixin.lora_state_dict + load_lora_into_unet with its PEFT backend (peft 0.9.0 and "
+            "transformers 4.38.2 importable; not loadable without them). Ranks come from the tensor shapes; the "
+            "file carries no alphas and diffusers reads none (network_alphas only from kohya .alpha keys; the "
+            "LoraConfig is not saved), so get_peft_kwargs sets lora_alpha = the rank of the FIRST lora_B key "
+            "(sorted order: unet.conv_in, rank 2) and every layer gets scaling 2/rank: 'other' layers (rank 2: "
+            "conv_in, conv_out, time_embedding, resnets, samplers) 1.0, attention (4) 0.5, proj_in/proj_out (8) "
+            "0.25, feed-forward (1) 2.0 - half the training-time lora_alpha/r = 4/r. Runtime scale 0.7 "
+            "(cross_attention_kwargs): layer output W x + b + 0.7 * scaling * B(A(x)) from the down blocks through "
+            "conv_out, but conv_in and time_embedding.linear_1/2 run with scaling alone (diffusers calls "
+            "scale_lora_layers after them), like the non-PEFT path's unscaled time embedding. The LoRA down conv "
+            "uses the base conv's kernel/stride/padding, the up conv is 1x1. Same base model (byte-identical "
+            "weights) and inputs as lora_diffusers; apply_details.lora_layers lists rank, scaling and whether the "
+            "runtime scale applies, per layer."
+        ),
+    ),
+    Case(
+        name="dual_cross_attention",
+        model_class="UNet2DConditionModel",
+        seed=3024,
+        weights_dtype="F16",
+        config=dict(
+            SD_TINY_L1,
+            block_out_channels=[8, 16],
+            down_block_types=[CA_DOWN, "DownBlock2D"],
+            up_block_types=["UpBlock2D", CA_UP],
+            cross_attention_dim=DUAL_COND_DIM,
+            dual_cross_attention=True,
+        ),
+        shim=dual_transformer_mask_shim,
+        shim_description=DUAL_SHIM_DESCRIPTION,
+        make_inputs=inputs_dual_cross_attention,
+        meta_extra={
+            "dual_transformer": {
+                "condition_lengths": list(DUAL_CONDITION_LENGTHS),
+                "transformer_index_for_condition": [1, 0],
+                "mix_ratio": 0.5,
+                "formula": (
+                    "y = 0.5 * (transformers[1](x, ehs[:, 0:77]) - x) + 0.5 * (transformers[0](x, ehs[:, 77:334]) - x)"
+                    " + x, each transformers[i] a complete Transformer2DModel (GroupNorm, proj_in, blocks, "
+                    "proj_out, + its own residual x)"
+                ),
+            },
+        },
+        description=(
+            "dual_cross_attention true (Versatile Diffusion's dual-guided attention): every CrossAttn block's "
+            "attention is a DualTransformer2DModel holding transformers.0 and transformers.1, two complete "
+            "Transformer2DModels on the same input x (each: GroupNorm(4), 1x1 conv proj_in, ONE "
+            "BasicTransformerBlock, proj_out, + x). encoder_hidden_states (2, 334, 8) is split at the fixed "
+            "condition_lengths [77, 257]: tokens 0..76 go to transformers[1], tokens 77..333 to transformers[0] "
+            "(transformer_index_for_condition [1, 0]); output = 0.5*(T1(x) - x) + 0.5*(T0(x) - x) + x (mix_ratio "
+            "0.5). The dual transformers are built with num_layers 1 and Transformer2DModel defaults: "
+            "use_linear_projection, only_cross_attention, upcast_attention, transformer_layers_per_block and "
+            "attention_type of the config do not reach them; attention_mask is not used. Layout: "
+            "CrossAttnDownBlock2D (8 ch, 2 heads of 4) + DownBlock2D (16), UNetMidBlock2DCrossAttn (dual, 16 ch, 2 "
+            "heads of 8), UpBlock2D + CrossAttnUpBlock2D (dual, 8 ch), layers_per_block 1, cross_attention_dim 8, "
+            "norm_num_groups 4; batch 2, int64 timesteps; weights F16. diffusers 0.26.3 cannot run this unpatched "
+            "(see reference_shim in meta.json: DualTransformer2DModel.forward wrapped to accept and drop "
+            "encoder_attention_mask=None)."
+        ),
+    ),
+    Case(
+        name="k_upscaler_noattn",
+        model_class="UNet2DConditionModel",
+        seed=3025,
+        weights_dtype="F16",
+        fourier_scale=1.0,
+        config=dict(
+            sample_size=8,
+            in_channels=8,
+            out_channels=5,
+            block_out_channels=[32, 64],
+            down_block_types=["KCrossAttnDownBlock2D", "KDownBlock2D"],
+            mid_block_type=None,
+            up_block_types=["KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D"],
+            layers_per_block=1,
+            act_fn="gelu",
+            norm_num_groups=None,
+            attention_head_dim=8,
+            cross_attention_dim=COND_DIM,
+            time_cond_proj_dim=20,
+            time_embedding_type="fourier",
+            time_embedding_dim=16,
+            timestep_post_act="gelu",
+            resnet_time_scale_shift="scale_shift",
+            conv_in_kernel=1,
+            conv_out_kernel=1,
+        ),
+        make_inputs=inputs_k_upscaler_noattn,
+        description=(
+            "The K-block variants k_upscaler does not reach (same K-UNet options: mid_block_type null, "
+            "norm_num_groups null, AdaGroupNorm with C//32 groups, gelu, Fourier time embedding with "
+            "timestep_post_act gelu, time_cond_proj_dim 20, conv_in/conv_out kernel 1, attention_head_dim 8 = head "
+            "dim, in 8 / out 5), block_out_channels [32,64] with time_embedding_dim 16 (16 != every width, so no "
+            "up block is a 'first' block): down 0 KCrossAttnDownBlock2D NOT final => add_self_attention false "
+            "(KAttentionBlock without attn1/norm1: AdaGroupNorm -> cross-attention -> residual only) and a "
+            "KDownsample2D, its skip = the attention output; down 1 KDownBlock2D as the FINAL block (no "
+            "downsampler, 32 -> 64 with a bias-free 1x1 conv_shortcut, skip = resnet output, not None). Up 0 "
+            "KCrossAttnUpBlock2D with in 32 != out 64: the 'middle' variant: no self-attention, concatenates the "
+            "LAST skip of its group only (64 + 64 = 128 channels), resnet 128 -> 64 whose conv2 outputs in_channels "
+            "32 (conv_2d_out_channels; shortcut 128 -> 32), KAttentionBlock at 32 channels (4 heads), then "
+            "KUpsample2D. Up 1 KCrossAttnUpBlock2D with in == out == 32 != temb 16: no self-attention, concat "
+            "(32 + 32 from down 0's attention output; conv_in's skip is never used), resnet 64 -> 32, attention at "
+            "32, no upsampler. 8x8 latents (4x4 inside), batch 2, timestep = 0.25*log(sigma) float32 (sigmas 3.0 "
+            "and 0.1); weights F16. 64 channels are the least a 'middle' block allows (widths are multiples of 32 "
+            "and in != out), hence the size."
+        ),
+    ),
 ]
 for _c in UNET2DCOND_CASES:
     _c.python_numbers = "typed"
@@ -1915,6 +2142,8 @@ def _kohya_expressible(name: str) -> bool:
 
 
 def write_lora_files(case: Case, model: torch.nn.Module, folder: str) -> Dict[str, Any]:
+    if case.lora.format == "peft":
+        return write_lora_files_peft(case, model, folder)
     spec = case.lora
     gen = torch.Generator().manual_seed(spec.seed)
     file_dtype = STORAGE_DTYPES[spec.file_dtype]
@@ -1996,6 +2225,9 @@ def apply_lora(model: torch.nn.Module, case: Case, folder: str, info: Dict[str, 
     got a LoRA (and their alphas); fuse when the case asks for it."""
     from diffusers.loaders.lora import LoraLoaderMixin  # (not re-exported without transformers)
 
+    if case.lora.format == "peft":
+        apply_lora_peft(model, case, folder, info)
+        return
     spec = case.lora
     state_dict, alphas = LoraLoaderMixin.lora_state_dict(folder, weight_name=spec.file)
     LoraLoaderMixin.load_lora_into_unet(state_dict, alphas, model)
@@ -2012,6 +2244,185 @@ def apply_lora(model: torch.nn.Module, case: Case, folder: str, info: Dict[str, 
         raise RuntimeError(f"{case.name}: LoRA landed on other layers/alphas than written: {diff[:10]}")
     if spec.fused:
         model.fuse_lora(lora_scale=spec.scale)
+
+
+# --------------------------------------------------------------------------------------------------
+# PEFT-form LoRA (diffusers 0.26.3's PEFT backend; needs the peft interpreter, see the header)
+# --------------------------------------------------------------------------------------------------
+PEFT_PYTHON_ENV = "MAKE_FIXTURES_PEFT_PYTHON"
+# LoraConfig.target_modules of the "training" adapter: PEFT matches a module whose name equals an entry or ends
+# with "." + entry. Together: every nn.Linear / nn.Conv2d of an SD-style UNet2DConditionModel under the PEFT
+# backend (= every layer the non-PEFT loader accepts, plus conv_in and conv_out).
+PEFT_TARGET_MODULES = [
+    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    "conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv", "upsamplers.0.conv",
+    "linear_1", "linear_2", "conv_in", "conv_out",
+]
+# rank_pattern keys per layer kind. peft 0.9.0 matches them with re.match(rf".*\.{key}$", name), which cannot
+# match a top-level name (conv_in, conv_out): those always get LoraConfig.r, so "other" must be the default r.
+PEFT_KIND_PATTERNS = {
+    "attention": ["to_q", "to_k", "to_v", "to_out.0"],
+    "projection": ["proj_in", "proj_out"],
+    "feed_forward": ["ff.net.0.proj", "ff.net.2"],
+}
+# modules diffusers 0.26.3 runs BEFORE scale_lora_layers(self, lora_scale) in UNet2DConditionModel.forward
+# (time/class/added embeddings, encoder_hid_proj, conv_in): their LoRA ignores cross_attention_kwargs["scale"]
+PEFT_UNSCALED_PREFIXES = ("time_embedding.", "class_embedding.", "add_embedding.", "encoder_hid_proj.")
+PEFT_UNSCALED_NAMES = ("conv_in",)
+
+
+def _peft_kind(name: str) -> str:
+    for kind, suffixes in PEFT_KIND_PATTERNS.items():
+        if any(name.endswith("." + sfx) for sfx in suffixes):
+            return kind
+    return "other"
+
+
+def _peft_unscaled(name: str) -> bool:
+    return name in PEFT_UNSCALED_NAMES or name.startswith(PEFT_UNSCALED_PREFIXES)
+
+
+def _peft_lora_layers(model: torch.nn.Module) -> Dict[str, Any]:
+    from peft.tuners.lora import LoraLayer
+
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def peft_training_config(spec: LoraSpec) -> Dict[str, Any]:
+    rank_pattern = {sfx: spec.peft_ranks[kind] for kind, sfxs in PEFT_KIND_PATTERNS.items() for sfx in sfxs}
+    return {
+        "r": spec.peft_ranks["other"],
+        "lora_alpha": spec.peft_lora_alpha,
+        "target_modules": list(PEFT_TARGET_MODULES),
+        "rank_pattern": rank_pattern,
+    }
+
+
+def write_lora_files_peft(case: Case, model: torch.nn.Module, folder: str) -> Dict[str, Any]:
+    """Create the adapter with PEFT on a copy of the model (unet.add_adapter(LoraConfig)), give it random
+    weights, and save it the way a training script does: get_peft_model_state_dict -> save_lora_weights."""
+    from diffusers.loaders.lora import LoraLoaderMixin
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    spec = case.lora
+    file_dtype = STORAGE_DTYPES[spec.file_dtype]
+    targets = sorted(n for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
+    train_cfg = peft_training_config(spec)
+    probe = model.__class__.from_config(model.config)
+    probe.add_adapter(LoraConfig(**train_cfg), adapter_name="default")
+    layers = _peft_lora_layers(probe)
+    if sorted(layers) != targets:
+        raise RuntimeError(f"{case.name}: PEFT adapter layers != every Linear/Conv2d: "
+                           f"{sorted(set(layers) ^ set(targets))}")
+    gen = torch.Generator().manual_seed(spec.seed)
+    ranks: Dict[str, int] = {}
+    with torch.no_grad():
+        for name in targets:
+            layer = layers[name]
+            r = layer.r["default"]
+            if r != spec.peft_ranks[_peft_kind(name)]:
+                raise RuntimeError(f"{case.name}: PEFT gave {name} rank {r}, wanted {spec.peft_ranks[_peft_kind(name)]}")
+            a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+            down = _avoid_tiny(_fan_in_uniform(tuple(a.shape), gen))
+            up = _avoid_tiny((torch.rand(tuple(b.shape), generator=gen) * 2 - 1) * math.sqrt(3.0 / r) * LORA_UP_GAIN)
+            a.copy_(down.to(file_dtype).to(a.dtype))
+            b.copy_(up.to(file_dtype).to(b.dtype))
+            ranks[name] = r
+    sd = {k: v.detach().to(file_dtype).contiguous() for k, v in get_peft_model_state_dict(probe).items()}
+    want_keys = {f"{n}.lora_{ab}.weight" for n in targets for ab in "AB"}
+    if set(sd) != want_keys:
+        raise RuntimeError(f"{case.name}: unexpected PEFT state dict keys {sorted(set(sd) ^ want_keys)[:6]}")
+    LoraLoaderMixin.save_lora_weights(save_directory=folder, unet_lora_layers=sd, weight_name=spec.file,
+                                      safe_serialization=True)
+    written = safetensors.torch.load_file(os.path.join(folder, spec.file))
+    if sorted(written) != sorted(f"unet.{k}" for k in sd):
+        raise RuntimeError(f"{case.name}: save_lora_weights wrote other keys than unet.<peft key>")
+    kinds = sorted({_peft_kind(n) for n in targets})
+    return {
+        "file_dtype": spec.file_dtype,
+        "file_keys": "unet.<module>.lora_A.weight (down: Linear (r, in) / Conv2d (r, in, kh, kw) with the base "
+                     "conv's stride and padding) and unet.<module>.lora_B.weight (up: (out, r) / (out, r, 1, 1)); "
+                     "no alpha keys; safetensors metadata {\"format\": \"pt\"}",
+        "written_by": "unet.add_adapter(LoraConfig(**training_lora_config)) -> peft.get_peft_model_state_dict -> "
+                      "LoraLoaderMixin.save_lora_weights(unet_lora_layers=...) (no convert_state_dict_to_diffusers)",
+        "training_lora_config": train_cfg,
+        "training_lora_config_note": (
+            "the adapter was created with this LoraConfig (PEFT scaling lora_alpha/r per layer); NONE of it is "
+            "stored in the file except the ranks (tensor shapes), and diffusers 0.26.3 does not read it: the "
+            "reference uses diffusers' own reconstruction, see diffusers_lora_alpha and lora_layers"
+        ),
+        "rank_by_kind": {k: spec.peft_ranks[k] for k in kinds},
+        "kinds": {
+            "attention": "to_q/to_k/to_v/to_out.0",
+            "projection": "Transformer2DModel proj_in/proj_out",
+            "feed_forward": "ff.net.0.proj (GEGLU proj) and ff.net.2",
+            "other": "conv_in, conv_out, time_embedding.linear_1/2, resnet conv1/conv2/conv_shortcut/time_emb_proj, "
+                     "downsampler/upsampler convs",
+        },
+        "num_lora_layers": len(targets),
+        "_expected_ranks": ranks,
+    }
+
+
+def apply_lora_peft(model: torch.nn.Module, case: Case, folder: str, info: Dict[str, Any]) -> None:
+    """Load the file as pipeline.load_lora_weights does for the UNet under diffusers 0.26.3's PEFT backend and
+    check the ranks and scalings diffusers gave each layer (scaling = lora_alpha / r with lora_alpha = the rank
+    of the first lora_B key: diffusers' get_peft_kwargs, the file having no alphas)."""
+    from diffusers.loaders.lora import LoraLoaderMixin
+
+    spec = case.lora
+    state_dict, alphas = LoraLoaderMixin.lora_state_dict(folder, weight_name=spec.file)
+    if alphas is not None:
+        raise RuntimeError(f"{case.name}: diffusers found network alphas in a PEFT file: {alphas}")
+    first_b = next(k for k in state_dict if ".lora_B." in k)
+    lora_alpha = state_dict[first_b].shape[1]
+    key_order_sorted = list(state_dict) == sorted(state_dict)
+    LoraLoaderMixin.load_lora_into_unet(state_dict, alphas, model)
+    got: Dict[str, Dict[str, Any]] = {}
+    for name, layer in _peft_lora_layers(model).items():
+        (adapter,) = layer.r.keys()
+        r, scaling = layer.r[adapter], layer.scaling[adapter]
+        if scaling != lora_alpha / r:
+            raise RuntimeError(f"{case.name}: {name}: diffusers scaling {scaling} != {lora_alpha}/{r}")
+        got[name] = {"rank": r, "scaling": scaling}
+    expected = info.get("_expected_ranks")
+    if expected is not None:
+        if {n: v["rank"] for n, v in got.items()} != expected:
+            raise RuntimeError(f"{case.name}: LoRA landed on other layers/ranks than written")
+        info["lora_layers"] = {n: {**got[n], "runtime_scale_applied": not _peft_unscaled(n)} for n in sorted(got)}
+        info["diffusers_lora_alpha"] = lora_alpha
+        info["diffusers_rule"] = (
+            "lora_state_dict returns network_alphas None (only kohya .alpha keys give alphas); load_lora_into_unet "
+            "-> convert_unet_state_dict_to_peft -> get_peft_kwargs(rank per lora_B shape[1], None): r = the most "
+            "common rank, rank_pattern = the others, lora_alpha = the rank of the FIRST lora_B key in state-dict "
+            f"order ({first_b!r}, rank {lora_alpha}; safetensors' load_file returns the keys sorted: "
+            f"{key_order_sorted}); PEFT layer scaling = lora_alpha / rank. Output of a layer: "
+            "W x + b + B(A(x)) * scaling * s, with s = cross_attention_kwargs['scale'] for every layer except "
+            "conv_in and time_embedding.linear_1/2 (s = 1 there: UNet2DConditionModel.forward calls "
+            "scale_lora_layers after the time embedding and conv_in, and unscale_lora_layers after conv_out)"
+        )
+        info["runtime_scale_not_applied_to"] = sorted(n for n in got if _peft_unscaled(n))
+        info.pop("_expected_ranks")
+
+
+def peft_scale_rule_check(model: torch.nn.Module, case: Case, inputs: Dict[str, Any], out: torch.Tensor) -> float:
+    """Re-run with every PEFT scaling set by hand (x scale, except the unscaled modules) and no runtime scale;
+    must reproduce diffusers' scaled run exactly (documents where the scale reaches)."""
+    layers = _peft_lora_layers(model)
+    saved = {n: dict(m.scaling) for n, m in layers.items()}
+    try:
+        for n, m in layers.items():
+            f = 1.0 if _peft_unscaled(n) else case.lora.scale
+            for k in m.scaling:
+                m.scaling[k] = saved[n][k] * f
+        out2 = _run(model, inputs)
+    finally:
+        for n, m in layers.items():
+            m.scaling.update(saved[n])
+    diff = (out - out2).abs().max().item()
+    if diff != 0.0:
+        raise RuntimeError(f"{case.name}: the documented LoRA scale rule does not reproduce diffusers ({diff})")
+    return diff
 
 
 # --------------------------------------------------------------------------------------------------
@@ -2508,7 +2919,25 @@ def _reference_model_from_file(case: Case, model_cls, config, weights_path: str,
     return ref_model
 
 
+def peft_backend_active() -> bool:
+    """diffusers' USE_PEFT_BACKEND (true when peft >= 0.6 and transformers >= 4.34 are importable)."""
+    from diffusers.utils import USE_PEFT_BACKEND
+
+    return bool(USE_PEFT_BACKEND)
+
+
 def make_case(case: Case, out_root: str) -> dict:
+    if peft_backend_active() != case.needs_peft_backend:
+        raise RuntimeError(
+            f"{case.name}: needs diffusers' {'PEFT' if case.needs_peft_backend else 'non-PEFT'} path, but this "
+            f"interpreter has USE_PEFT_BACKEND={peft_backend_active()} (see the header: {PEFT_PYTHON_ENV})"
+        )
+    shim = case.shim() if case.shim is not None else contextlib.nullcontext()
+    with shim:
+        return _make_case(case, out_root)
+
+
+def _make_case(case: Case, out_root: str) -> dict:
     model_cls = getattr(diffusers, case.model_class)
     storage_dtype = STORAGE_DTYPES[case.weights_dtype]
     ref_dtype = REFERENCE_DTYPES[case.reference_dtype]
@@ -2578,14 +3007,13 @@ def make_case(case: Case, out_root: str) -> dict:
             base_out = _run(ref_model, ref_inputs)
             apply_info = write_lora_files(case, ref_model, tmp)
             apply_lora(ref_model, case, tmp, apply_info)
-            apply_meta["lora"] = {
-                "file": case.lora.file,
-                "format": case.lora.format,
-                "scale": case.lora.scale,
-                "fused": case.lora.fused,
-            }
+            apply_meta["lora"] = case.lora.apply_meta()
             if not case.lora.fused:
                 call_kwargs = {"cross_attention_kwargs": {"scale": case.lora.scale}}
+            if case.needs_peft_backend:
+                lora_out = _run(ref_model, ref_inputs, **call_kwargs)
+                apply_info["scale_rule_check_max_abs_diff"] = peft_scale_rule_check(ref_model, case, ref_inputs,
+                                                                                    lora_out)
         if case.freeu is not None:
             ref_model.enable_freeu(**case.freeu)
             apply_meta["freeu"] = dict(case.freeu)
@@ -2703,6 +3131,14 @@ def make_case(case: Case, out_root: str) -> dict:
             meta["fixed_buffers_not_randomized"] = fixed_buffers
         if case.extra_config:
             meta["extra_config_keys"] = case.extra_config
+        if case.shim_description:
+            meta["reference_shim"] = case.shim_description
+        if case.needs_peft_backend:
+            import peft
+            import transformers
+
+            meta["generated_with"]["peft"] = peft.__version__
+            meta["generated_with"]["transformers"] = transformers.__version__
         meta.update(case.meta_extra)
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f, indent=2)
@@ -2788,7 +3224,8 @@ FAMILY_README_NOTES: Dict[str, List[str]] = {
         "safetensors metadata `{\"python_scalars\": \"timestep\"}` as in the other families.",
         "- `meta.json` `apply`: things that are not forward() arguments, to replay through the API before the run: "
         "`{\"freeu\": {\"s1\", \"s2\", \"b1\", \"b2\"}}` (unet.enable_freeu) and `{\"lora\": {\"file\", "
-        "\"format\": \"diffusers\"|\"kohya\", \"scale\", \"fused\"}}` (the LoRA file is in the case folder; "
+        "\"format\": \"diffusers\"|\"kohya\"|\"peft\", \"scale\", \"fused\"}}` (+ `\"backend\": \"peft\"` when "
+        "diffusers loaded it through its PEFT backend; the LoRA file is in the case folder; "
         "scale is cross_attention_kwargs={\"scale\": s}, or fuse_lora(lora_scale=s) when fused). "
         "`apply_details` lists the layers that received a LoRA, the alphas, the relative change of the output "
         "against the model without LoRA, and for fused cases the difference to the unfused run.",
@@ -2797,7 +3234,7 @@ FAMILY_README_NOTES: Dict[str, List[str]] = {
         "float32 inside a float64 run: the sinusoidal projections (time, class timestep, add_time_proj), the "
         "attention scores+softmax when upcast_attention is true, the FreeU FFT filter when H or W of the skip is "
         "not a power of two, and fuse_lora's W + s*up@down.",
-        "- LoRA (non-PEFT path; peft is not installed): LoRA attaches to LoRACompatibleLinear/Conv layers only "
+        "- LoRA, non-PEFT path (every LoRA case except lora_peft; peft/transformers not importable): LoRA attaches to LoRACompatibleLinear/Conv layers only "
         "(attention q/k/v/out and add_k/add_v, GEGLU proj and FF out, proj_in/proj_out, resnet conv1/conv2/"
         "conv_shortcut/time_emb_proj, sampler convs, TimestepEmbedding linear_1/linear_2); conv_in/conv_out, "
         "encoder_hid_proj, cond_proj, norms cannot take one. The scale reaches every LoRA except "
@@ -2808,9 +3245,21 @@ FAMILY_README_NOTES: Dict[str, List[str]] = {
         "in 0.26.3 (KeyError 'lora.down.weight'). `lora_diffusers/lora_nomatch.safetensors` holds keys for "
         "non-existent modules; diffusers raises AttributeError (see its meta `apply_details.nomatch_error`); "
         "a file with only `text_encoder.*` keys, by contrast, loads silently onto no layer.",
-        "- Observed in 0.26.3 (no fixture): dual_cross_attention true cannot run at all (every CrossAttn block "
+        "- LoRA, PEFT path (`lora_peft`, generated with peft 0.9.0 + transformers 4.38.2 importable, which switches "
+        "diffusers 0.26.3 to its PEFT backend): the file's `unet.<module>.lora_A.weight`/`lora_B.weight` keys may "
+        "name any nn.Linear/nn.Conv2d (conv_in and conv_out included). Ranks come from the shapes; no alphas are "
+        "stored or read (network_alphas only ever come from kohya `.alpha` keys; a PEFT adapter_config is not "
+        "read), so diffusers' get_peft_kwargs takes lora_alpha = the rank of the first lora_B key in (sorted) "
+        "state-dict order and each layer's scaling = lora_alpha / its rank (1.0 everywhere only when all ranks "
+        "are equal). The runtime scale multiplies every PEFT layer from the down blocks through conv_out; "
+        "conv_in and the time/class/added embeddings (and encoder_hid_proj) run before scale_lora_layers, i.e. "
+        "unscaled, as in the non-PEFT path. Per-layer rank/scaling in `lora_peft/meta.json` apply_details.",
+        "- `reference_shim` in meta.json (only `dual_cross_attention`): a minimal documented patch without which "
+        "diffusers 0.26.3 cannot run the configuration; the math is diffusers' own.",
+        "- Observed in 0.26.3: dual_cross_attention true cannot run unpatched (every CrossAttn block "
         "passes encoder_attention_mask= to DualTransformer2DModel.forward, which has no such parameter: "
-        "TypeError, with or without a mask); AttnDownBlock2D fails (its forward rejects scale=); "
+        "TypeError, with or without a mask; the `dual_cross_attention` fixture uses a shim that accepts and drops "
+        "encoder_attention_mask=None, see its reference_shim). No fixture: AttnDownBlock2D fails (its forward rejects scale=); "
         "norm_num_groups null fails at construction for every standard/Simple block (GroupNorm(None)) and only "
         "works with the K blocks (k_upscaler); AttnUpBlock2D ignores upsample_size (odd latent sizes fail at the "
         "skip concatenation); attention_mask reaches attn1 (self-attention) of transformer blocks and fails "
@@ -2818,7 +3267,9 @@ FAMILY_README_NOTES: Dict[str, List[str]] = {
         "target_length, not by the difference), except with only_cross_attention where attn1 attends to the "
         "encoder tokens; in SimpleCrossAttn blocks attention_mask (if given) replaces encoder_attention_mask as "
         "the cross mask, and with only_cross_attention true any encoder mask fails (padded to 9 + H*W keys); "
-        "K up blocks recognise the first up block by in == out == temb channels.",
+        "K up blocks recognise the first up block by in == out == temb channels (k_upscaler covers that one; "
+        "k_upscaler_noattn the 'middle' (in != out) and in == out != temb variants and KCrossAttnDownBlock2D "
+        "without self-attention).",
         "",
     ],
 }
@@ -2867,8 +3318,7 @@ def write_family_readme(family: str, cases: List[Case], out_root: str) -> None:
         if c.freeu is not None or c.lora is not None:
             apply = {}
             if c.lora is not None:
-                apply["lora"] = {"file": c.lora.file, "format": c.lora.format, "scale": c.lora.scale,
-                                 "fused": c.lora.fused}
+                apply["lora"] = c.lora.apply_meta()
             if c.freeu is not None:
                 apply["freeu"] = c.freeu
             lines += [f"meta.json `apply`: `{json.dumps(apply)}`", ""]
@@ -2921,6 +3371,25 @@ def main(argv=None) -> int:
             f"LD_LIBRARY_PATH). Set {_ANY_BLAS_ENV}=1 to run anyway (last-bit differences in expected outputs)."
         )
 
+    # PEFT cases run in the PEFT interpreter (child process), everything else here (see the header)
+    peft_here = peft_backend_active()
+    delegated: List[Case] = []
+    if peft_here:
+        wrong = [c.name for c in selected if not c.needs_peft_backend]
+        if wrong:
+            sys.exit(
+                f"this interpreter has diffusers' PEFT backend (peft + transformers importable), which changes the "
+                f"non-PEFT cases; it can only make {[c.name for c in all_cases if c.needs_peft_backend]}, not {wrong}"
+            )
+    else:
+        delegated = [c for c in selected if c.needs_peft_backend]
+        if delegated and not os.environ.get(PEFT_PYTHON_ENV):
+            sys.exit(
+                f"{[c.name for c in delegated]} need diffusers' PEFT backend: set {PEFT_PYTHON_ENV} to a Python that "
+                f"sees this torch/diffusers plus peft and transformers (see the header of {__file__}), or leave them "
+                f"out with --only"
+            )
+
     _diffusers_logging.set_verbosity_error()
     # diffusers' FIR code calls torch.tensor(tensor); harmless, but noisy
     warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
@@ -2935,8 +3404,17 @@ def main(argv=None) -> int:
             continue
         os.makedirs(os.path.join(args.out, family), exist_ok=True)
         for case in fam_cases:
-            make_case(case, args.out)
+            if case not in delegated:
+                make_case(case, args.out)
         write_family_readme(family, cases, args.out)
+
+    if delegated:
+        cmd = [os.environ[PEFT_PYTHON_ENV], os.path.abspath(__file__), "--out", os.path.abspath(args.out),
+               "--only"] + [c.name for c in delegated]
+        print(f"PEFT cases in {cmd[0]}: {' '.join(cmd[1:])}", flush=True)
+        rc = subprocess.call(cmd)
+        if rc != 0:
+            sys.exit(f"the PEFT interpreter failed (exit {rc})")
 
     if not args.only or CONFIGS_DIR in args.only:
         write_real_configs(args.out)

@@ -356,9 +356,10 @@ static clunet_status parse_config(model *m, const cfg *c)
 	TRY(cfg_num(c, "norm_eps", 1e-5, &d));
 	u->eps = (float)d;
 	TRY(cfg_bool(c, "use_linear_projection", 0, &u->linear_proj));
-	TRY(cfg_bool(c, "upcast_attention", 0, &u->upcast));
-	if (cfg_get(c, "upcast_attention") && cJSON_IsNull(cfg_get(c, "upcast_attention")))
+	if (cfg_is_null(c, "upcast_attention")) /* SDXL's config: None, which diffusers treats as False */
 		u->upcast = 0;
+	else
+		TRY(cfg_bool(c, "upcast_attention", 0, &u->upcast));
 	TRY(cfg_bool(c, "dual_cross_attention", 0, &u->dual));
 	TRY(cfg_enum(c, "resnet_time_scale_shift", shift_names, 0, &u->scale_shift));
 	TRY(cfg_bool(c, "resnet_skip_time_act", 0, &u->skip_time_act));
@@ -509,9 +510,6 @@ static clunet_status parse_config(model *m, const cfg *c)
 	}
 
 	/* what this version of clunet does not build yet */
-	if (u->dual)
-		return cu_fail(CLUNET_ERR_UNSUPPORTED, "%s: key 'dual_cross_attention': true is not "
-			       "supported by clunet yet", c->path);
 	for (int i = 0; i < n && !u->groups; i++)
 		if (u->down[i] != DB_K && u->down[i] != DB_KCROSS)
 			return cfg_error(c, "norm_num_groups", "null only works with the K blocks (down "
@@ -668,6 +666,39 @@ static clunet_status prepare_inputs(model *m, const clunet_tensor *in, size_t n,
 			return st;
 		model_slot_name(mi, "encoder_hidden_states");
 		used++;
+	}
+	if (u->dual) { /* DualTransformer2DModel: tokens [0, 77) and [77, 334) */
+		int64_t L = enc->shape[1], D = enc->shape[2];
+		if (L <= 77)
+			return cu_fail(CLUNET_ERR_INPUT, "input 'encoder_hidden_states': dual cross-attention "
+				       "splits the states into 77 and 257 tokens; %lld tokens leave the "
+				       "second part empty", (long long)L);
+		if (model_find_input(in, n, "attention_mask") ||
+		    model_find_input(in, n, "encoder_attention_mask"))
+			return cu_fail(CLUNET_ERR_INPUT, "inputs 'attention_mask' / "
+				       "'encoder_attention_mask': the dual transformer blocks take no masks");
+		for (int part = 0; part < 2; part++) {
+			int64_t t0 = part ? 77 : 0, t1 = part ? (L < 334 ? L : 334) : 77, len = t1 - t0;
+			int64_t cm[3] = { batch, D, len };
+			float *src = cu_malloc((size_t)(batch * L * D) * 4), *dst;
+			dst = cu_malloc((size_t)(batch * len * D) * 4);
+			if (!src || !dst) {
+				free(src);
+				free(dst);
+				return CLUNET_ERR_HOST_MEMORY;
+			}
+			cu_convert_to_f32(src, enc->data, enc->dtype, (size_t)(batch * L * D));
+			for (int64_t b = 0; b < batch; b++)
+				for (int64_t l = 0; l < len; l++)
+					for (int64_t dd = 0; dd < D; dd++)
+						dst[(b * D + dd) * len + l] = src[(b * L + t0 + l) * D + dd];
+			st = model_slot_values(mi, CU_F32, 3, cm, dst);
+			free(src);
+			free(dst);
+			if (st)
+				return st;
+			model_slot_name(mi, part ? "encoder_hidden_states.dual1" : "encoder_hidden_states.dual0");
+		}
 	}
 	/* the optional inputs, in a fixed slot order that the signature records */
 	if ((t = model_find_input(in, n, "class_labels")) != NULL) {
@@ -847,6 +878,7 @@ typedef struct builder {
 	int depth;
 	int temb_ch;          /* width of emb the resnets see */
 	int enc;              /* encoder states, channel-major [N, D, L] */
+	int dual[2];          /* dual cross-attention: tokens [0, 77) and [77, 334) */
 	int mask, emask;      /* additive biases [N, keys] or -1 */
 	int adapter[MAX_SKIPS];
 	const char *adapter_name[MAX_SKIPS];
@@ -1073,6 +1105,29 @@ static int context(builder *b, const char *pre, int dim)
 	return b->enc;
 }
 
+/* DualTransformer2DModel: transformers[1] on the first 77 tokens,
+ * transformers[0] on the next 257, mixed half and half:
+ * 0.5 (T1 - x) + 0.5 (T0 - x) + x = (T1 + T0) / 2. */
+static int dual_transformer(builder *b, const char *pre, int h, const nn_transformer_cfg *t)
+{
+	char p[160];
+	int out[2];
+	nn_transformer_cfg one = *t;
+	one.layers = 1;
+	one.linear_proj = 0;
+	one.only_cross = 0;
+	for (int i = 0; i < 2; i++) {
+		P(p, "%s.transformers.%d", pre, 1 - i);
+		if (!b->c->g->status && cu_t(b->c->g, b->dual[i])->ne[1] != t->cross_dim)
+			return fail(b, cu_fail(CLUNET_ERR_INPUT, "input 'encoder_hidden_states': %s "
+					       "cross-attends with width %d, but the states are %lld "
+					       "wide", pre, t->cross_dim,
+					       (long long)cu_t(b->c->g, b->dual[i])->ne[1]));
+		out[i] = nn_transformer2d(b->c, p, h, b->dual[i], -1, -1, &one);
+	}
+	return op_affine(b->c->g, op_add(b->c->g, out[0], out[1]), 0.5f, 0.0f);
+}
+
 /* Transformer2DModel of a CrossAttn block or the mid block. */
 static int transformer(builder *b, const char *pre, int h, int ch, int heads, int layers,
 		       int cross_dim, int only_cross)
@@ -1093,6 +1148,8 @@ static int transformer(builder *b, const char *pre, int h, int ch, int heads, in
 	t.linear_proj = b->u->linear_proj;
 	t.only_cross = only_cross;
 	t.cross_dim = cross_dim;
+	if (b->u->dual)
+		return dual_transformer(b, pre, h, &t);
 	return nn_transformer2d(b->c, pre, h, context(b, pre, cross_dim), b->mask, b->emask, &t);
 }
 
@@ -1604,6 +1661,10 @@ static int build(model *m, nn_ctx *c, const model_inputs *mi)
 	enc_raw = input(b, "encoder_hidden_states");
 	b->mask = input(b, "attention_mask");
 	b->emask = input(b, "encoder_attention_mask");
+	if (u->dual) {
+		b->dual[0] = input(b, "encoder_hidden_states.dual0");
+		b->dual[1] = input(b, "encoder_hidden_states.dual1");
+	}
 	residual_inputs(b, ctrl, ctrl_name, &n_ctrl, &mid_res);
 	if (g->status) {
 		free(b);
@@ -1711,6 +1772,10 @@ static clunet_status load_inputs(model *m, model_inputs *mi)
 		model_slot_name(mi, "sample");
 	SLOT(CU_F32, 1, &one, "timestep");
 	SLOT(CU_F32, 3, enc, "encoder_hidden_states");
+	if (u->dual) {
+		SLOT(CU_F32, 3, enc, "encoder_hidden_states.dual0");
+		SLOT(CU_F32, 3, enc, "encoder_hidden_states.dual1");
+	}
 	if (u->cls == CE_EMBEDDING) {
 		SLOT(CU_I32, 1, &one, "class_labels");
 	} else if (u->cls == CE_TIMESTEP) {
@@ -1743,7 +1808,8 @@ static clunet_status example_inputs(model *m, const clunet_example_shape *s, clu
 	int64_t batch = s->batch > 0 ? s->batch : 1;
 	int64_t h = s->height > 0 ? s->height : (u->sample_h ? u->sample_h : 64);
 	int64_t w = s->width > 0 ? s->width : (u->sample_w ? u->sample_w : 64);
-	int64_t tokens = s->length > 0 ? s->length : 77, D = ctx_width(u), tw = 0, ids = 0;
+	int64_t tokens = s->length > 0 ? s->length : u->dual ? 334 : 77, D = ctx_width(u), tw = 0,
+		ids = 0;
 	size_t ns, ne, nc, nt, total, off = 0;
 	float *buf;
 	cu_rng r;
