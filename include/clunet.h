@@ -264,19 +264,19 @@ clunet_status clunet_model_set_freeu(clunet_model_t *model, const clunet_freeu *
 
 /* LoRA: a .safetensors file in diffusers (`unet.<module>.lora.down.weight`,
  * older `<module>.processor.to_q_lora.down.weight`), PEFT
- * (`<module>.lora_A.weight`) or kohya (`lora_unet_<module>.lora_down.weight`
- * with `.alpha`) key form. Each layer computes W x + b + scale * alpha/rank *
- * up(down(x)) (alpha/rank only where the file gives alphas), or runs with
- * W + scale * alpha/rank * up @ down when fused. One LoRA at a time: loading
- * another replaces it. Text-encoder keys in the file are ignored; a UNet key
- * that matches no layer of the model is an error. */
+ * (`unet.<module>.lora_A.weight`) or kohya (`lora_unet_<module>.lora_down.weight`
+ * with `.alpha`) key form, as diffusers 0.26.3 loads it. Each layer computes
+ * W x + b + s * f * up(down(x)), or runs with W + scale * f * up @ down when
+ * fused. f is alpha / rank with kohya alphas; for PEFT keys without alphas
+ * it is r0 / rank, r0 the rank of the file's first lora_B tensor (diffusers
+ * takes that rank as lora_alpha); otherwise 1. s is the scale, except on
+ * the layers diffusers runs before it applies the scale (conv_in and the
+ * time, class and addition embeddings), where an unfused LoRA runs at 1. One
+ * LoRA at a time: loading another replaces it. Text-encoder keys in the file
+ * are ignored; a UNet key that matches no layer of the model is an error. */
 typedef struct clunet_lora_options {
 	float scale; /* cross_attention_kwargs={"scale": s}, or fuse_lora(lora_scale=s); default 1 */
 	int fuse;    /* 1: fold into the weights at once (fuse_lora) */
-	/* 1: as diffusers without the PEFT backend, the LoRA of
-	 * time_embedding.linear_1/2 runs at scale 1 whatever the scale (unfused
-	 * only). 0 (default): every layer gets the scale, as with PEFT. */
-	int time_embedding_unscaled;
 } clunet_lora_options;
 
 void clunet_lora_options_init(clunet_lora_options *options);

@@ -111,7 +111,7 @@ out:
 
 static void lora_cycle(const char *dir)
 {
-	const char *name = "lora_diffusers";
+	const char *name = "lora_kohya"; /* no layer that runs before the scale applies */
 	char path[8192];
 	clunet_model_t *m = NULL;
 	run_in in = { 0 };

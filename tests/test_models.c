@@ -77,18 +77,12 @@ static int read_apply(const char *dir, const char *name, apply_spec *a)
 	}
 	if ((l = cJSON_GetObjectItemCaseSensitive(ap, "lora")) != NULL) {
 		const cJSON *file = cJSON_GetObjectItemCaseSensitive(l, "file");
-		const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(l, "format");
-		const cJSON *backend = cJSON_GetObjectItemCaseSensitive(l, "backend");
 		a->lora = 1;
 		clunet_lora_options_init(&a->lo);
 		snprintf(a->lora_file, sizeof(a->lora_file), "%s/%s/%s", dir, name,
 			 cJSON_IsString(file) ? file->valuestring : "lora.safetensors");
 		a->lo.scale = (float)num(l, "scale", 1.0);
 		a->lo.fuse = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "fused"));
-		/* diffusers without PEFT runs the time-embedding LoRA unscaled */
-		a->lo.time_embedding_unscaled = !(cJSON_IsString(backend) &&
-						  !strcmp(backend->valuestring, "peft")) &&
-						!(cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "peft"));
 	}
 	cJSON_Delete(meta);
 	return a->freeu || a->lora;

@@ -203,6 +203,18 @@ static void free_layers(nn_lora_layer *l, int n)
 	free(l);
 }
 
+/* conv_in and the embeddings run before diffusers applies the LoRA scale
+ * (scale_lora_layers with PEFT; without PEFT they are called without it). */
+static int pre_scale_layer(const char *prefix)
+{
+	static const char *const pre[] = { "conv_in", "time_embedding.", "class_embedding",
+					   "add_embedding.", "encoder_hid_proj" };
+	for (size_t i = 0; i < CU_ARRAY_LEN(pre); i++)
+		if (!strncmp(prefix, pre[i], strlen(pre[i])))
+			return 1;
+	return 0;
+}
+
 void clunet_lora_options_init(clunet_lora_options *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -226,7 +238,7 @@ clunet_status clunet_model_load_lora(clunet_model_t *m, const char *path,
 	layer_list layers = { 0 };
 	pending *pend = NULL;
 	nn_lora_layer *out = NULL;
-	int np = 0, n_out = 0;
+	int np = 0, n_out = 0, peft = 0, any_alpha = 0, first_b_rank = 0;
 	st_file *f = NULL;
 	clunet_status st = need_lora_model(m, "clunet_model_load_lora");
 	if (st)
@@ -309,6 +321,13 @@ clunet_status clunet_model_load_lora(clunet_model_t *m, const char *path,
 			found = np++;
 			pend[found].layer = L;
 		}
+		if (pt == PART_ALPHA)
+			any_alpha = 1;
+		if (strstr(t->name, ".lora_B.") || strstr(t->name, ".lora_A.")) {
+			peft = 1;
+			if (!first_b_rank && strstr(t->name, ".lora_B.") && t->ndim >= 2)
+				first_b_rank = (int)t->shape[1];
+		}
 		if (pend[found].t[pt]) {
 			st = cu_fail(CLUNET_ERR_WEIGHTS, "%s: keys '%s' and '%s' are the same tensor of "
 				     "layer '%s'", path, pend[found].t[pt]->name, t->name, L->prefix);
@@ -327,10 +346,18 @@ clunet_status clunet_model_load_lora(clunet_model_t *m, const char *path,
 	for (int j = 0; j < np && !st; j++) {
 		st = make_layer(path, &pend[j], &out[j]);
 		n_out = j + 1;
+		/* layers diffusers runs before it applies the scale */
+		out[j].unscaled = !st && pre_scale_layer(out[j].prefix);
+	}
+	if (!st && peft && !any_alpha) {
+		/* diffusers 0.26.3 (get_peft_kwargs) takes the rank of the first lora_B
+		 * tensor as lora_alpha for every layer */
+		for (int j = 0; j < np; j++)
+			out[j].factor = (float)first_b_rank / (float)out[j].rank;
 	}
 	if (!st) {
 		model_drop_plans(m);
-		st = nn_store_lora_set(m->store, out, np, opt->scale, opt->time_embedding_unscaled);
+		st = nn_store_lora_set(m->store, out, np, opt->scale);
 		out = NULL; /* the store owns them now (and frees them on failure) */
 		n_out = 0;
 		if (!st && opt->fuse)

@@ -31,7 +31,6 @@ struct nn_store {
 	int n_lora;
 	nn_lora_mode lora_mode;
 	float lora_scale;      /* runtime scale (unfused) or the scale it was fused with */
-	int lora_time_unscaled;
 };
 
 nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, void *user)
@@ -538,11 +537,9 @@ static clunet_status put_packed(nn_store *s, const char *key, const float *w, in
 	return st;
 }
 
-static float layer_scale(const nn_store *s, const nn_lora_layer *l, float scale)
+static float layer_scale(const nn_lora_layer *l, float scale)
 {
-	if (s->lora_time_unscaled && !strncmp(l->prefix, "time_embedding.", 15))
-		return l->factor;
-	return scale * l->factor;
+	return (l->unscaled ? 1.0f : scale) * l->factor;
 }
 
 /* Writes every layer's up weights times its effective scale. */
@@ -551,7 +548,7 @@ static clunet_status lora_upload_up(nn_store *s)
 	for (int i = 0; i < s->n_lora; i++) {
 		const nn_lora_layer *l = &s->lora[i];
 		char key[600];
-		float f = layer_scale(s, l, s->lora_scale);
+		float f = layer_scale(l, s->lora_scale);
 		size_t n = (size_t)l->out * l->rank;
 		float *w = cu_malloc(n * 4);
 		clunet_status st;
@@ -598,15 +595,13 @@ float nn_store_lora_current_scale(const nn_store *s)
 	return s->lora_scale;
 }
 
-clunet_status nn_store_lora_set(nn_store *s, nn_lora_layer *layers, int n, float scale,
-				int time_unscaled)
+clunet_status nn_store_lora_set(nn_store *s, nn_lora_layer *layers, int n, float scale)
 {
 	clunet_status st = CLUNET_OK;
 	nn_store_lora_clear(s);
 	s->lora = layers;
 	s->n_lora = n;
 	s->lora_scale = scale;
-	s->lora_time_unscaled = time_unscaled;
 	for (int i = 0; i < n && !st; i++) {
 		const nn_lora_layer *l = &layers[i];
 		char key[600];

@@ -40,16 +40,16 @@ typedef struct nn_lora_layer {
 	float *down;      /* [rank][in][kh][kw] */
 	float *up;        /* [out][rank] */
 	float factor;     /* alpha / rank, or 1 without an alpha */
+	int unscaled;     /* unfused, it runs at scale 1 whatever the scale (diffusers'
+			     pre-processing layers, run before the scale is applied) */
 } nn_lora_layer;
 
 /* Every conv or linear layer the store holds (after the loading build). */
 typedef void (*nn_layer_fn)(void *user, const char *prefix, int out, int in, int kh, int kw);
 void nn_store_layers(nn_store *s, nn_layer_fn fn, void *user);
-/* Takes the layers (and frees them later), unfused at this scale. With
- * time_unscaled, time_embedding.* layers run at scale 1 (diffusers without
- * PEFT). Graphs built afterwards carry the LoRA paths. */
-clunet_status nn_store_lora_set(nn_store *s, nn_lora_layer *layers, int n, float scale,
-				int time_unscaled);
+/* Takes the layers (and frees them later), unfused at this scale. Graphs
+ * built afterwards carry the LoRA paths. */
+clunet_status nn_store_lora_set(nn_store *s, nn_lora_layer *layers, int n, float scale);
 /* Rewrites the scaled up weights in place: plans stay valid. */
 clunet_status nn_store_lora_scale(nn_store *s, float scale);
 clunet_status nn_store_lora_fuse(nn_store *s, float scale);

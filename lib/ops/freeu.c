@@ -83,10 +83,15 @@ static clunet_status fft_acquire(void)
 	clunet_status st = CLUNET_OK;
 	pthread_mutex_lock(&fft_lock);
 	if (fft_users == 0) {
+		/* what clfftInitSetupData() does: the header's __inline definition
+		 * has no external copy, so unoptimised builds cannot link it */
 		clfftSetupData d;
-		clfftStatus s = clfftInitSetupData(&d);
-		if (s == CLFFT_SUCCESS)
-			s = clfftSetup(&d);
+		clfftStatus s;
+		memset(&d, 0, sizeof(d));
+		d.major = clfftVersionMajor;
+		d.minor = clfftVersionMinor;
+		d.patch = clfftVersionPatch;
+		s = clfftSetup(&d);
 		if (s != CLFFT_SUCCESS)
 			st = cu_fail(CLUNET_ERR_OPENCL, "clfftSetup failed: clFFT status %d", (int)s);
 	}

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-	static const model_vt *const vts[] = { &unet2d_vt, &unet1d_vt };
+	static const model_vt *const vts[] = { &unet2d_vt, &unet1d_vt, &unet2dcond_vt };
 	cfg c;
 	if (cfg_parse((const char *)data, size, "fuzz/config.json", &c) != CLUNET_OK)
 		return 0;
