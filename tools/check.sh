@@ -15,7 +15,13 @@ for dir in build build-asan; do
 	# the "slow" suite (real layouts, gigabytes of random weights) runs unsanitised only
 	skip=()
 	[ "$dir" = build-asan ] && skip=(--no-suite slow)
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	# new_delete_type_mismatch=0: clFFT 2.12 deletes its plan actions through a base class
+	# without a virtual destructor (clMathLibraries/clFFT PR #219, never merged), inside
+	# clfftDestroyPlan; nothing of ours. Every other ASan check stays on. tools/lsan.supp
+	# likewise names clFFT's own leaks.
+	ASAN_OPTIONS=detect_leaks=1:new_delete_type_mismatch=0 \
+		LSAN_OPTIONS=suppressions="$PWD/tools/lsan.supp" \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C "$dir" --print-errorlogs "${skip[@]}"
 done
 # the parser fuzzers, briefly, when clang and its libFuzzer runtime are there
