@@ -300,6 +300,14 @@ clunet_status clunet_model_load_lora(clunet_model_t *m, const char *path,
 			memcpy(module, k, stem);
 			module[stem] = 0;
 			L = find_layer(&layers, module, 1);
+			if (!L && (starts_with(module, "input_blocks_") ||
+				   starts_with(module, "middle_block_") ||
+				   starts_with(module, "output_blocks_"))) {
+				st = cu_fail(CLUNET_ERR_UNSUPPORTED, "%s: key '%s' uses the original "
+					     "Stable Diffusion (SGM) block names, which clunet does not "
+					     "map to diffusers' layers yet", path, t->name);
+				break;
+			}
 		} else {
 			if (!split_key(k, module, sizeof(module), &pt)) {
 				st = cu_fail(CLUNET_ERR_WEIGHTS, "%s: key '%s' is not a LoRA tensor in "
