@@ -491,7 +491,7 @@ static clunet_status geglu_prepare(cu_plan *p, cu_op *op)
 	clunet_status st = cu_op_kernel(p, op, "ewise.cl", EWISE_OPTS, "geglu_f32");
 	if (!st)
 		st = cu_set_args(p, op, "ttiii", op->in[0], op->out, n, f, pp);
-	cu_op_range(op, 1, (size_t)n, 1, 1);
+	cu_op_range(op, 1, (size_t)(n + 7) / 8, 1, 1);
 	return st;
 }
 static const cu_op_impl geglu_impl = { "geglu", geglu_prepare, NULL };

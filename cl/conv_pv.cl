@@ -1,0 +1,151 @@
+/* Pixel-vector direct convolution for CPU-class devices, stride 1.
+ *
+ * The input arrives padded (pad2d_f32 below): a plane per (n, ic) of CS
+ * floats holding PH rows of PW, then zeros up to the end of the last tile's
+ * reach (CS chosen with an odd number of 64-byte lines, so that planes do
+ * not share cache sets). Output pixels are numbered over the padded width,
+ * q = oy * PW + ox (ox < OW real, the KW - 1 columns after them garbage that
+ * is never stored), so the input a tap (ky, kx) needs for 16 consecutive
+ * outputs is 16 consecutive floats at q + ky * PW + kx: one vector load, no
+ * bounds tests. A work-item owns PV vectors of 16 pixels x OCR output
+ * channels (PV x OCR accumulators, ~24 of the 32 AVX-512 registers) and
+ * broadcasts each weight scalar; weights are packed [OC/OCR][IC][KH][KW][OCR].
+ * Global range: (ceil(OC/OCR), ceil(Q / (16 PV)), N), dimension 0 the output
+ * channel blocks, so the work-items that run together share their input tile.
+ * Defines: OCR, PV, KH, KW, HAS_BIAS, HAS_BIAS2, RES,
+ * DIV, ACT as in conv2d.cl (v = acc + bias + bias2; res + v; / out_div;
+ * act). pad2d_f32 needs only UPS (0; 1 nearest x2; 2 zero-inserted along x).
+ * Every program built from this file defines all of them. */
+
+#if UPS == 1
+#define SRCY(i) ((i) >> 1)
+#define SRCX(i) ((i) >> 1)
+#define LOGH(h) (2 * (h))
+#define LOGW(w) (2 * (w))
+#define TAKE(i) ((i) >= 0 && (i) < LW)
+#elif UPS == 2
+#define SRCY(i) (i)
+#define SRCX(i) ((i) >> 1)
+#define LOGH(h) (h)
+#define LOGW(w) (2 * (w) - 1)
+#define TAKE(i) ((i) >= 0 && (i) < LW && ((i) & 1) == 0) /* the inserted zeros */
+#else
+#define SRCY(i) (i)
+#define SRCX(i) (i)
+#define LOGH(h) (h)
+#define LOGW(w) (w)
+#define TAKE(i) ((i) >= 0 && (i) < LW)
+#endif
+
+#define PVT (16 * PV)
+
+__kernel void conv_pv_f32(__global const float *x, uint x_off, __global const float *w,
+			  uint w_off, __global const float *bias, uint bias_off,
+			  __global const float *bias2, uint bias2_off, __global const float *res,
+			  uint res_off, __global float *y, uint y_off, int IC, int CS, int PW, int OC,
+			  int OH, int OW, int Q, float out_div)
+{
+	const int ocb = get_global_id(0), q0 = get_global_id(1) * PVT, n = get_global_id(2);
+	__global const float *xn = x + x_off + (size_t)n * IC * CS + q0;
+	__global const float *wp = w + w_off + (size_t)ocb * IC * KH * KW * OCR;
+
+	float16 acc[PV][OCR];
+	#pragma unroll
+	for (int p = 0; p < PV; p++)
+		#pragma unroll
+		for (int o = 0; o < OCR; o++)
+			acc[p][o] = 0.0f;
+
+	{
+		for (int ic = 0; ic < IC; ic++) {
+			__global const float *xc = xn + (size_t)ic * CS;
+			#pragma unroll
+			for (int ky = 0; ky < KH; ky++) {
+				#pragma unroll
+				for (int kx = 0; kx < KW; kx++, wp += OCR) {
+					float16 xv[PV];
+					#pragma unroll
+					for (int p = 0; p < PV; p++)
+						xv[p] = vload16(0, xc + ky * PW + kx + p * 16);
+					#pragma unroll
+					for (int o = 0; o < OCR; o++) {
+						const float16 wv = (float16)(wp[o]);
+						#pragma unroll
+						for (int p = 0; p < PV; p++)
+							acc[p][o] = fma(xv[p], wv, acc[p][o]);
+					}
+				}
+			}
+		}
+	}
+
+	/* the epilogue (rolled: loops with breaks cost nothing here) */
+	for (int p = 0; p < PV; p++) {
+		const int qa = q0 + p * 16;
+		if (qa >= Q)
+			break;
+		int oy = qa / PW, ox = qa - oy * PW;
+		int ys[16];
+		for (int l = 0; l < 16; l++) { /* the output row and column of each lane */
+			ys[l] = (qa + l < Q && ox < OW && oy < OH) ? oy * OW + ox : -1;
+			if (++ox == PW) {
+				ox = 0;
+				oy++;
+			}
+		}
+		for (int o = 0; o < OCR; o++) {
+			const int oc = ocb * OCR + o;
+			if (oc >= OC)
+				break;
+			float v16[16];
+			vstore16(acc[p][o], 0, v16);
+			float add = 0.0f;
+#if HAS_BIAS
+			add += bias[bias_off + oc];
+#endif
+#if HAS_BIAS2
+			add += bias2[bias2_off + n * OC + oc];
+#endif
+			const size_t plane = ((size_t)n * OC + oc) * OH * OW;
+			for (int l = 0; l < 16; l++) {
+				if (ys[l] < 0)
+					continue;
+				const size_t at = plane + ys[l];
+				float v = v16[l] + add;
+#if RES
+				v = res[res_off + at] + v;
+#endif
+#if DIV
+				v = v / out_div;
+#endif
+				y[y_off + at] = cu_act(v, ACT);
+			}
+		}
+	}
+}
+
+/* The padded (and, with UPS, resampled) input of conv_pv_f32:
+ * y[n][c][q], q < CS: row q / PW, column q % PW of the padded logical input
+ * (nearest x2 with UPS 1, zero-inserted along x with UPS 2, as conv2d_f32
+ * reads them), zero in the padding and the slack. Global range:
+ * (ceil(CS / 16), C, N). */
+__kernel void pad2d_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
+			int C, int IH, int IW, int PT, int PL, int PW, int PHW, int CS)
+{
+	const int q0 = get_global_id(0) * 16, c = get_global_id(1), n = get_global_id(2);
+	const int LH = LOGH(IH), LW = LOGW(IW);
+	__global const float *xc = x + x_off + ((size_t)n * C + c) * IH * IW;
+	__global float *yc = y + y_off + ((size_t)n * C + c) * CS;
+	int py = q0 / PW, px = q0 - py * PW;
+	for (int q = q0; q < q0 + 16 && q < CS; q++) {
+		const int iy = py - PT, ix = px - PL;
+		float v = 0.0f;
+		if (q < PHW && iy >= 0 && iy < LH && TAKE(ix))
+			v = xc[(size_t)SRCY(iy) * IW + SRCX(ix)];
+		yc[q] = v;
+		if (++px == PW) {
+			px = 0;
+			py++;
+		}
+	}
+}
