@@ -236,8 +236,10 @@ typedef struct clunet_attention_options {
 			   time (0: all at once) */
 	int fused_qkv;  /* diffusers' fuse_qkv_projections: one projection for q, k, v */
 	int kernel;     /* -1: the planner picks (the memory-efficient kernel when the scores
-			   would exceed 32 MiB); 0: scores materialised; 1: memory-efficient
-			   kernel (online softmax, scores never stored) */
+			   would exceed 32 MiB, and on CPU-class devices whenever there are 16
+			   queries or more and no slicing, where it is also the fastest);
+			   0: scores materialised; 1: memory-efficient kernel (online
+			   softmax, scores never stored) */
 } clunet_attention_options;
 
 void clunet_attention_options_init(clunet_attention_options *options);

@@ -91,9 +91,11 @@ static void attention_choices(const char *dir, const char *name, int sliced)
 		other = run(m, &in, &n2, cases[i].what);
 		/* the choice took effect: another graph */
 		CHECK(clunet_model_plan(m, in.t, in.n, &pi) == CLUNET_OK &&
-			      (pi.n_ops != pi0.n_ops || !cases[i].graph ||
-			       (cases[i].graph == 2 && !sliced)),
-		      "%s: %s built the same %zu ops as the plain path", name, cases[i].what,
+			      (pi.n_ops != pi0.n_ops || pi.gflop != pi0.gflop ||
+			       pi.weight_bytes != pi0.weight_bytes ||
+			       pi.peak_activation_bytes != pi0.peak_activation_bytes ||
+			       !cases[i].graph || (cases[i].graph == 2 && !sliced)),
+		      "%s: %s built the same plan (%zu ops) as the plain path", name, cases[i].what,
 		      pi0.n_ops);
 		if (!other)
 			continue;

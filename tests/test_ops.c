@@ -1332,16 +1332,26 @@ int main(void)
 	test_attention1d(2, 64, 37, 2);
 	test_attention1d(1, 32, 8, 1);
 	test_attention1d(1, 96, 17, 3);
-	test_attention_fused(2, 32, 37, 37);
-	test_attention_fused(3, 40, 17, 77);   /* cross-attention shape, odd sizes */
-	test_attention_fused(1, 64, 5, 3);
-	test_attention_fused(2, 160, 9, 33);
-	test_attention_fused(1, 7, 64, 64);
-	test_attention_fused_mask(2, 3, 8, 17, 77);  /* SIMD kernel on CPU, ragged key block */
-	test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
-	test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */
-	test_attention_fused_mask(2, 1, 64, 5, 3);
-	test_attention_fused_mask(1, 5, 13, 11, 1);  /* one key */
+	/* on CPU-class devices: first the query-lane kernel wherever lq >= 16,
+	 * then the key-vector kernel forced (CLUNET_ATTENTION_KERNEL=keys) */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			setenv("CLUNET_ATTENTION_KERNEL", "keys", 1);
+		test_attention_fused(2, 32, 37, 37);
+		test_attention_fused(3, 40, 17, 77);   /* cross-attention shape, odd sizes */
+		test_attention_fused(1, 64, 5, 3);
+		test_attention_fused(2, 160, 9, 33);
+		test_attention_fused(2, 160, 19, 33);  /* key blocks of 8 (large d) */
+		test_attention_fused(1, 7, 64, 64);
+		test_attention_fused(1, 40, 16, 5);    /* exactly one query tile, one ragged key block */
+		test_attention_fused_mask(2, 3, 8, 17, 77);  /* ragged key block */
+		test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
+		test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */
+		test_attention_fused_mask(2, 1, 64, 5, 3);
+		test_attention_fused_mask(1, 5, 13, 11, 1);  /* one key */
+		test_attention_fused_mask(2, 2, 24, 33, 1);  /* one key, query lanes */
+	}
+	unsetenv("CLUNET_ATTENTION_KERNEL");
 
 	test_layer_norm(2, 5, 63, 4, 9, 1e-5f);     /* [2, 5, 7, 9]: vector blocks + ragged tail */
 	test_layer_norm(3, 7, 1, 2, 1, 1e-5f);      /* [3, 7] */

@@ -9,6 +9,7 @@
  * one implementation can be compared with another. Not a test: no case can
  * fail, it only measures. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,17 @@ static const gemm_shape gemms[] = {
 	{ "cross apply 4096x40x77, 8 heads", 0, 0, 4096, 40, 77, 8 },
 	{ "scores 1024x1024x80, 8 heads", 0, 1, 1024, 1024, 80, 8 },
 	{ "square 1024^3", 0, 0, 1024, 1024, 1024, 1 },
+};
+
+typedef struct attn_shape {
+	const char *name;
+	int bh, d, lq, lk;
+} attn_shape;
+
+static const attn_shape attns[] = {
+	{ "attention 8 heads d40 4096x4096 (level 1 self)", 8, 40, 4096, 4096 },
+	{ "attention 8 heads d80 1024x1024 (level 2 self)", 8, 80, 1024, 1024 },
+	{ "attention 8 heads d40 4096x77 (level 1 cross)", 8, 40, 4096, 77 },
 };
 
 static rt_ctx *rt;
@@ -214,6 +226,33 @@ out:
 	free(a), free(b);
 }
 
+static void bench_attention(const attn_shape *s, cu_rng *r)
+{
+	size_t nq = (size_t)s->bh * s->d * s->lq, nk = (size_t)s->bh * s->d * s->lk;
+	float *q = rnd(r, nq), *k = rnd(r, nk), *v = rnd(r, nk);
+	cu_graph *g = cu_graph_new(rt);
+	const void *inputs[3] = { q, k, v };
+	const char *kernel = NULL;
+	int qt, kt, vt, y;
+	if (!q || !k || !v || !g)
+		goto out;
+	qt = cu_graph_input(g, 0, CU_F32, 3, (int64_t[]){ s->bh, s->d, s->lq });
+	kt = cu_graph_input(g, 1, CU_F32, 3, (int64_t[]){ s->bh, s->d, s->lk });
+	vt = cu_graph_input(g, 2, CU_F32, 3, (int64_t[]){ s->bh, s->d, s->lk });
+	y = op_attention_fused(g, qt, kt, vt, -1, 1, s->bh, s->d, s->lq, s->lk,
+			       1.0f / sqrtf((float)s->d), 3, (int64_t[]){ s->bh, s->d, s->lq });
+	if (y >= 0) {
+		double flops = g->ops[g->nops - 1].flops, sec;
+		sec = time_graph(g, y, inputs, g->nops - 1, &kernel);
+		g = NULL;
+		report(s->name, kernel, flops, sec);
+	}
+out:
+	if (g)
+		cu_graph_free(g);
+	free(q), free(k), free(v);
+}
+
 int main(int argc, char **argv)
 {
 	clunet_context_options o;
@@ -245,6 +284,9 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(gemms) / sizeof(gemms[0]); i++)
 		if (!filter || strstr(gemms[i].name, filter))
 			bench_gemm(&gemms[i], &r);
+	for (size_t i = 0; i < sizeof(attns) / sizeof(attns[0]); i++)
+		if (!filter || strstr(attns[i].name, filter))
+			bench_attention(&attns[i], &r);
 	clunet_context_destroy(rt);
 	return 0;
 }

@@ -171,7 +171,7 @@ typedef struct nn_attn_cfg {
 } nn_attn_cfg;
 
 /* Whether attention with this many scores runs fused (no score matrix). */
-int nn_attention_fused(const nn_ctx *c, int64_t score_elems);
+int nn_attention_fused(const nn_ctx *c, int64_t score_elems, int lq);
 /* softmax(q k^T / sqrt(d) + mask) v for channel-major q [N*heads][d][lq] and
  * k, v [N*heads][d][lk], mask [N][lk] or -1; plain or fused by size. */
 int nn_attention_core(nn_ctx *c, int q, int k, int v, int mask, int n, int heads, int d, int lq,

@@ -2,6 +2,8 @@
  * with the running-max softmax, so no [Lq, Lk] score matrix is ever stored.
  * The keys and values are turned token-major first (two transposes). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
 
@@ -51,7 +53,11 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 	const int *ip = op->ip;
 	char opts[128];
 	clunet_status st;
-	if (ip[P_VE]) {
+	if (ip[P_VE] < 0) {
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DQLANES -DMASK=%d",
+			 ip[P_D], 8, op->in[3] >= 0); /* 8 keys a block: 15 % faster than 16 at d 40 */
+		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_q_f32");
+	} else if (ip[P_VE]) {
 		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DVE=%d -DMASK=%d",
 			 ip[P_D], ip[P_QB], ip[P_VE], op->in[3] >= 0);
 		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_v_f32");
@@ -63,7 +69,11 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 	if (!st)
 		st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
 				 ip[P_LQ], ip[P_LK], ip[P_HEADS], (double)op->fp[0]);
-	cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB], (size_t)ip[P_BH], 1);
+	if (ip[P_VE] < 0)
+		cu_op_range(op, 2, (size_t)(ip[P_LQ] + 15) / 16, (size_t)ip[P_BH], 1);
+	else
+		cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB],
+			    (size_t)ip[P_BH], 1);
 	if (p->rt->is_cpu) {
 		op->use_lws = 1;
 		op->lws[0] = op->lws[1] = op->lws[2] = 1;
@@ -84,11 +94,18 @@ int op_attention_fused(cu_graph *g, int q, int k, int v, int mask, int heads, in
 			d, lq, lk);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
-	/* the values token-major; the keys too unless the SIMD kernel reads them
-	 * channel-major (CPU-class devices) */
+	/* the values token-major; the keys too unless the key-vector SIMD kernel
+	 * reads them channel-major. CPU-class devices: the query-lane kernel
+	 * (ve = -1) when there are 16 queries, else the key-vector one.
+	 * CLUNET_ATTENTION_KERNEL=keys forces the latter. */
 	ve = g->rt->is_cpu ? head_vector_width(d) : 0;
+	if (g->rt->is_cpu && lq >= 16) {
+		const char *e = getenv("CLUNET_ATTENTION_KERNEL");
+		if (!e || strcmp(e, "keys"))
+			ve = -1;
+	}
 	in[0] = q;
-	in[1] = ve ? k : op_transpose(g, k, bh, d, lk);
+	in[1] = ve > 0 ? k : op_transpose(g, k, bh, d, lk);
 	in[2] = op_transpose(g, v, bh, d, lk);
 	in[3] = mask;
 	if (mask >= 0 && cu_numel(cu_t(g, mask)) != (int64_t)(bh / heads) * lk) {
