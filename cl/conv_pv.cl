@@ -1,4 +1,4 @@
-/* Pixel-vector direct convolution for CPU-class devices, stride 1.
+/* Pixel-vector direct convolution for CPU-class devices, stride 1 or 2.
  *
  * The input arrives padded (pad2d_f32 below): a plane per (n, ic) of CS
  * floats holding PH rows of PW, then zeros up to the end of the last tile's
@@ -12,7 +12,7 @@
  * broadcasts each weight scalar; weights are packed [OC/OCR][IC][KH][KW][OCR].
  * Global range: (ceil(OC/OCR), ceil(Q / (16 PV)), N), dimension 0 the output
  * channel blocks, so the work-items that run together share their input tile.
- * Defines: OCR, PV, KH, KW, HAS_BIAS, HAS_BIAS2, RES,
+ * Defines: OCR, PV, KH, KW, S (1 or 2), HAS_BIAS, HAS_BIAS2, RES,
  * DIV, ACT as in conv2d.cl (v = acc + bias + bias2; res + v; / out_div;
  * act). pad2d_f32 needs only UPS (0; 1 nearest x2; 2 zero-inserted along x).
  * Every program built from this file defines all of them. */
@@ -39,11 +39,20 @@
 
 #define PVT (16 * PV)
 
+/* Where tap (ky, kx) of output q reads, relative to q. Stride 2 reads one of
+ * the four phase planes (row parity, column parity) pad2d_f32 made, each PS
+ * floats with rows of PW = half the padded width. */
+#if S == 2
+#define TAP(ky, kx) ((((ky) & 1) * 2 + ((kx) & 1)) * PS + ((ky) >> 1) * PW + ((kx) >> 1))
+#else
+#define TAP(ky, kx) ((ky) * PW + (kx))
+#endif
+
 __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const float *w,
 			  uint w_off, __global const float *bias, uint bias_off,
 			  __global const float *bias2, uint bias2_off, __global const float *res,
-			  uint res_off, __global float *y, uint y_off, int IC, int CS, int PW, int OC,
-			  int OH, int OW, int Q, float out_div)
+			  uint res_off, __global float *y, uint y_off, int IC, int CS, int PW, int PS,
+			  int OC, int OH, int OW, int Q, float out_div)
 {
 	const int ocb = get_global_id(0), q0 = get_global_id(1) * PVT, n = get_global_id(2);
 	__global const float *xn = x + x_off + (size_t)n * IC * CS + q0;
@@ -66,7 +75,7 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 					float16 xv[PV];
 					#pragma unroll
 					for (int p = 0; p < PV; p++)
-						xv[p] = vload16(0, xc + ky * PW + kx + p * 16);
+						xv[p] = vload16(0, xc + TAP(ky, kx) + p * 16);
 					#pragma unroll
 					for (int o = 0; o < OCR; o++) {
 						const float16 wv = (float16)(wp[o]);
@@ -127,25 +136,29 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 /* The padded (and, with UPS, resampled) input of conv_pv_f32:
  * y[n][c][q], q < CS: row q / PW, column q % PW of the padded logical input
  * (nearest x2 with UPS 1, zero-inserted along x with UPS 2, as conv2d_f32
- * reads them), zero in the padding and the slack. Global range:
+ * reads them), zero in the padding and the slack. With S 2 the plane is
+ * split into four phase planes of PS floats (even rows even columns, even
+ * rows odd columns, odd even, odd odd), each with rows of PW = half the
+ * padded width: a stride-2 tap then reads consecutive floats. Global range:
  * (ceil(CS / 16), C, N). */
 __kernel void pad2d_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
-			int C, int IH, int IW, int PT, int PL, int PW, int PHW, int CS)
+			int C, int IH, int IW, int PT, int PL, int PW, int PHW, int PS, int CS)
 {
 	const int q0 = get_global_id(0) * 16, c = get_global_id(1), n = get_global_id(2);
 	const int LH = LOGH(IH), LW = LOGW(IW);
 	__global const float *xc = x + x_off + ((size_t)n * C + c) * IH * IW;
 	__global float *yc = y + y_off + ((size_t)n * C + c) * CS;
-	int py = q0 / PW, px = q0 - py * PW;
 	for (int q = q0; q < q0 + 16 && q < CS; q++) {
+		const int ph = q / PS, r = q - ph * PS, ry = r / PW, rx = r - ry * PW;
+#if S == 2
+		const int py = 2 * ry + (ph >> 1), px = 2 * rx + (ph & 1);
+#else
+		const int py = ry, px = rx;
+#endif
 		const int iy = py - PT, ix = px - PL;
 		float v = 0.0f;
-		if (q < PHW && iy >= 0 && iy < LH && TAKE(ix))
+		if (r < PHW && iy >= 0 && iy < LH && TAKE(ix))
 			v = xc[(size_t)SRCY(iy) * IW + SRCX(ix)];
 		yc[q] = v;
-		if (++px == PW) {
-			px = 0;
-			py++;
-		}
 	}
 }

@@ -201,6 +201,13 @@ static void tests_conv(void)
 		{ 2, 16, 3, 12, 10, 3, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, CU_ACT_NONE, 0 },
 		{ 1, 48, 96, 4, 4, 3, 1, 1, 1, 1, 1, 0, 1, 1, 0, 2.0f, CU_ACT_RELU, 0 },
 		{ 2, 3, 7, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 3.0f, CU_ACT_NONE, 1 },
+		/* stride 2 over odd sizes (phase planes), asymmetric padding, residual */
+		{ 2, 37, 45, 21, 19, 3, 2, 0, 0, 1, 1, 0, 1, 1, 1, 1, CU_ACT_SILU, 0 },
+		{ 1, 11, 19, 33, 7, 3, 2, 1, 1, 1, 1, 0, 1, 0, 0, 1, CU_ACT_NONE, 0 },
+		{ 1, 6, 9, 9, 15, 5, 2, 2, 2, 2, 2, 0, 1, 0, 0, 1, CU_ACT_NONE, 0 },
+		/* more pixels than one tile, odd widths, upsampled */
+		{ 1, 13, 21, 23, 29, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, CU_ACT_NONE, 0 },
+		{ 2, 30, 17, 37, 41, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, CU_ACT_GELU, 0 },
 	};
 	for (size_t i = 0; i < CU_ARRAY_LEN(cases); i++)
 		test_conv(&cases[i]);

@@ -1,9 +1,9 @@
 /* Convolution over packed weights. Two direct kernels:
- *   conv_pv (cl/conv_pv.cl), CPU-class devices, stride 1: vectors along the
+ *   conv_pv (cl/conv_pv.cl), CPU-class devices, stride 1 or 2: vectors along the
  *     output pixels over a padded copy of the input (pad2d, which also does
  *     the fused nearest/zero-insertion resampling), weight scalars
  *     broadcast from panels of CONV_PV_OCR output channels;
- *   conv2d (cl/conv2d.cl), every other case (GPU-class devices, stride 2,
+ *   conv2d (cl/conv2d.cl), every other case (GPU-class devices, strides > 2,
  *     linear layers over a handful of rows): vectors along the output
  *     channels, input scalars broadcast.
  * CLUNET_CONV=pv|direct forces one where both apply. */
@@ -15,7 +15,7 @@
 
 enum { P_OC, P_KH, P_KW, P_S, P_PT, P_PL, P_PB, P_PR, P_UPS, P_ACT, P_OCT,
        /* conv_pv: the padded input's row pitch, plane size, output pixels over it */
-       P_PW, P_CS, P_Q };
+       P_PW, P_CS, P_Q, P_PS, P_IC };
 
 enum { CONV_PV_OCR = 8, CONV_PV_PV = 3, CONV_PV_TILE = 16 * CONV_PV_PV };
 
@@ -105,20 +105,20 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 {
 	cu_graph *g = p->g;
 	const cu_tensor *y = cu_t(g, op->out);
-	int n = (int)y->ne[0], oc = op->ip[P_OC], ic = op->ip[P_S]; /* P_S holds IC here */
+	int n = (int)y->ne[0], oc = op->ip[P_OC], ic = op->ip[P_IC];
 	int oh = y->ndim == 4 ? (int)y->ne[2] : 1, ow = y->ndim == 4 ? (int)y->ne[3] : 1;
 	char opts[256];
 	clunet_status st;
 	snprintf(opts, sizeof(opts),
-		 "-cl-std=CL1.2 -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DUPS=0 "
+		 "-cl-std=CL1.2 -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DUPS=0 "
 		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d",
-		 CONV_PV_OCR, CONV_PV_PV, op->ip[P_KH], op->ip[P_KW],
+		 CONV_PV_OCR, CONV_PV_PV, op->ip[P_KH], op->ip[P_KW], op->ip[P_S],
 		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT]);
 	st = cu_op_kernel(p, op, "conv_pv.cl", opts, "conv_pv_f32");
 	if (st)
 		return st;
-	st = cu_set_args(p, op, "tttttt" "iiiiiiif", op->in[0], op->in[1], op->in[2], op->in[3],
-			 op->in[4], op->out, ic, op->ip[P_CS], op->ip[P_PW], oc, oh, ow,
+	st = cu_set_args(p, op, "tttttt" "iiiiiiiif", op->in[0], op->in[1], op->in[2], op->in[3],
+			 op->in[4], op->out, ic, op->ip[P_CS], op->ip[P_PW], op->ip[P_PS], oc, oh, ow,
 			 op->ip[P_Q], (double)op->fp[0]);
 	if (st)
 		return st;
@@ -129,7 +129,7 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 	return CLUNET_OK;
 }
 
-enum { PAD_C, PAD_IH, PAD_IW, PAD_PT, PAD_PL, PAD_PW, PAD_PHW, PAD_CS, PAD_UPS };
+enum { PAD_C, PAD_IH, PAD_IW, PAD_PT, PAD_PL, PAD_PW, PAD_PHW, PAD_CS, PAD_UPS, PAD_PS, PAD_S };
 
 static clunet_status pad_prepare(cu_plan *p, cu_op *op)
 {
@@ -138,13 +138,13 @@ static clunet_status pad_prepare(cu_plan *p, cu_op *op)
 	char opts[160];
 	clunet_status st;
 	snprintf(opts, sizeof(opts),
-		 "-cl-std=CL1.2 -DOCR=1 -DPV=1 -DKH=1 -DKW=1 -DUPS=%d -DHAS_BIAS=0 "
-		 "-DHAS_BIAS2=0 -DRES=0 -DDIV=0 -DACT=0", ip[PAD_UPS]);
+		 "-cl-std=CL1.2 -DOCR=1 -DPV=1 -DKH=1 -DKW=1 -DS=%d -DUPS=%d -DHAS_BIAS=0 "
+		 "-DHAS_BIAS2=0 -DRES=0 -DDIV=0 -DACT=0", ip[PAD_S], ip[PAD_UPS]);
 	st = cu_op_kernel(p, op, "conv_pv.cl", opts, "pad2d_f32");
 	if (!st)
-		st = cu_set_args(p, op, "tt" "iiiiiiii", op->in[0], op->out, ip[PAD_C], ip[PAD_IH],
+		st = cu_set_args(p, op, "tt" "iiiiiiiii", op->in[0], op->out, ip[PAD_C], ip[PAD_IH],
 				 ip[PAD_IW], ip[PAD_PT], ip[PAD_PL], ip[PAD_PW], ip[PAD_PHW],
-				 ip[PAD_CS]);
+				 ip[PAD_PS], ip[PAD_CS]);
 	cu_op_range(op, 3, (size_t)(ip[PAD_CS] + 15) / 16, (size_t)ip[PAD_C], (size_t)y->ne[0]);
 	return st;
 }
@@ -157,7 +157,7 @@ static const cu_op_impl conv1x1_pv_impl = { "conv1x1", conv_pv_prepare, NULL };
 static int use_pv(cu_graph *g, int oct, int stride, int q)
 {
 	const char *e = getenv("CLUNET_CONV");
-	if (!g->rt->is_cpu || oct != CONV_PV_OCR || stride != 1)
+	if (!g->rt->is_cpu || oct != CONV_PV_OCR || stride > 2)
 		return 0;
 	if (e && !strcmp(e, "direct"))
 		return 0;
@@ -176,41 +176,47 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 			 const conv_args *a, int oh, int ow)
 {
 	const cu_tensor *xt = cu_t(g, x);
-	int n = (int)xt->ne[0], ic = (int)xt->ne[1];
+	int n = (int)xt->ne[0], ic = (int)xt->ne[1], st = a->stride;
 	int ih = xt->ndim == 4 ? (int)xt->ne[2] : 1, iw = xt->ndim == 4 ? (int)xt->ne[3] : 1;
 	int lh = ih * (a->upsample == 1 ? 2 : 1), lw = a->upsample ? 2 * iw - (a->upsample == 2) : iw;
-	int pw = lw + a->pad_l + a->pad_r, ph = lh + a->pad_t + a->pad_b, q = oh * pw;
+	int pw = lw + a->pad_l + a->pad_r, ph = lh + a->pad_t + a->pad_b;
+	int tiles, cs, ps, q, in[5], opi;
+	int64_t ne[3];
+	if (st == 2) { /* four phase planes of half the (even) padded size */
+		pw = (pw + 1) / 2;
+		ph = (ph + 1) / 2;
+	}
 	/* Always a padded copy (≈ 1 % of a layer's time): the tiles may run past
 	 * the last pixel, and planes a power-of-two stride apart fall into a few
 	 * cache sets (a 1x1 conv over 64x64 pixels read in place ran at a third
 	 * of its speed). */
-	int tiles = (q + CONV_PV_TILE - 1) / CONV_PV_TILE, cs, in[5], opi;
-	(void)ph;
-	{
-		int64_t ne[3];
-		cs = tiles * CONV_PV_TILE + (kh - 1) * pw + kw - 1;
-		cs = (cs + 15) / 16 * 16;
-		if (cs % 32 == 0) /* an odd number of 64-byte lines between planes */
-			cs += 16;
-		ne[0] = n;
-		ne[1] = ic;
-		ne[2] = cs;
-		in[0] = cu_graph_act(g, 3, ne);
-		if (in[0] < 0)
-			return -1;
-		opi = cu_graph_op(g, &pad_impl, &x, 1, in[0]);
-		if (opi < 0)
-			return -1;
-		g->ops[opi].ip[PAD_C] = ic;
-		g->ops[opi].ip[PAD_IH] = ih;
-		g->ops[opi].ip[PAD_IW] = iw;
-		g->ops[opi].ip[PAD_PT] = a->pad_t;
-		g->ops[opi].ip[PAD_PL] = a->pad_l;
-		g->ops[opi].ip[PAD_PW] = pw;
-		g->ops[opi].ip[PAD_PHW] = ph * pw;
-		g->ops[opi].ip[PAD_CS] = cs;
-		g->ops[opi].ip[PAD_UPS] = a->upsample;
-	}
+	q = oh * pw;
+	tiles = (q + CONV_PV_TILE - 1) / CONV_PV_TILE;
+	ps = tiles * CONV_PV_TILE + ((kh - 1) / st) * pw + (kw - 1) / st;
+	ps = (ps + 15) / 16 * 16;
+	if (ps % 32 == 0) /* an odd number of 64-byte lines between planes */
+		ps += 16;
+	cs = ps * st * st;
+	ne[0] = n;
+	ne[1] = ic;
+	ne[2] = cs;
+	in[0] = cu_graph_act(g, 3, ne);
+	if (in[0] < 0)
+		return -1;
+	opi = cu_graph_op(g, &pad_impl, &x, 1, in[0]);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[PAD_C] = ic;
+	g->ops[opi].ip[PAD_IH] = ih;
+	g->ops[opi].ip[PAD_IW] = iw;
+	g->ops[opi].ip[PAD_PT] = a->pad_t;
+	g->ops[opi].ip[PAD_PL] = a->pad_l;
+	g->ops[opi].ip[PAD_PW] = pw;
+	g->ops[opi].ip[PAD_PHW] = ph * pw;
+	g->ops[opi].ip[PAD_PS] = ps;
+	g->ops[opi].ip[PAD_CS] = cs;
+	g->ops[opi].ip[PAD_UPS] = a->upsample;
+	g->ops[opi].ip[PAD_S] = st;
 	in[1] = w;
 	in[2] = a->bias;
 	in[3] = a->bias2;
@@ -223,11 +229,13 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 		op->ip[P_OC] = oc;
 		op->ip[P_KH] = kh;
 		op->ip[P_KW] = kw;
-		op->ip[P_S] = ic;
+		op->ip[P_S] = st;
+		op->ip[P_IC] = ic;
 		op->ip[P_ACT] = a->act;
 		op->ip[P_OCT] = CONV_PV_OCR;
 		op->ip[P_PW] = pw;
 		op->ip[P_CS] = cs;
+		op->ip[P_PS] = ps;
 		op->ip[P_Q] = q;
 		op->fp[0] = a->out_div;
 		op->flops = 2.0 * n * oc * oh * ow * (double)ic * kh * kw;
