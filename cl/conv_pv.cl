@@ -139,26 +139,30 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
  * reads them), zero in the padding and the slack. With S 2 the plane is
  * split into four phase planes of PS floats (even rows even columns, even
  * rows odd columns, odd even, odd odd), each with rows of PW = half the
- * padded width: a stride-2 tap then reads consecutive floats. Global range:
- * (ceil(CS / 16), C, N). */
+ * padded width: a stride-2 tap then reads consecutive floats. A work-item
+ * writes one row of one phase plane (no divisions per element). Global
+ * range: (ceil(PS / PW), S * S * C, N). */
 __kernel void pad2d_f32(__global const float *x, uint x_off, __global float *y, uint y_off,
 			int C, int IH, int IW, int PT, int PL, int PW, int PHW, int PS, int CS)
 {
-	const int q0 = get_global_id(0) * 16, c = get_global_id(1), n = get_global_id(2);
+	const int ry = get_global_id(0), c = get_global_id(1) / (S * S);
+	const int ph = get_global_id(1) - c * (S * S), n = get_global_id(2);
 	const int LH = LOGH(IH), LW = LOGW(IW);
 	__global const float *xc = x + x_off + ((size_t)n * C + c) * IH * IW;
-	__global float *yc = y + y_off + ((size_t)n * C + c) * CS;
-	for (int q = q0; q < q0 + 16 && q < CS; q++) {
-		const int ph = q / PS, r = q - ph * PS, ry = r / PW, rx = r - ry * PW;
+	const int r0 = ry * PW, r1 = min(r0 + PW, PS);
+	__global float *yr = y + y_off + ((size_t)n * C + c) * CS + (size_t)ph * PS;
 #if S == 2
-		const int py = 2 * ry + (ph >> 1), px = 2 * rx + (ph & 1);
+	const int py = 2 * ry + (ph >> 1), px0 = ph & 1;
 #else
-		const int py = ry, px = rx;
+	const int py = ry, px0 = 0;
 #endif
-		const int iy = py - PT, ix = px - PL;
-		float v = 0.0f;
-		if (r < PHW && iy >= 0 && iy < LH && TAKE(ix))
-			v = xc[(size_t)SRCY(iy) * IW + SRCX(ix)];
-		yc[q] = v;
+	const int iy = py - PT;
+	if (r0 >= PHW || iy < 0 || iy >= LH) { /* a padding row, or the slack */
+		for (int r = r0; r < r1; r++)
+			yr[r] = 0.0f;
+		return;
 	}
+	__global const float *xr = xc + (size_t)SRCY(iy) * IW;
+	for (int r = r0, ix = px0 - PL; r < r1; r++, ix += S)
+		yr[r] = TAKE(ix) ? xr[SRCX(ix)] : 0.0f;
 }

@@ -145,7 +145,8 @@ static clunet_status pad_prepare(cu_plan *p, cu_op *op)
 		st = cu_set_args(p, op, "tt" "iiiiiiiii", op->in[0], op->out, ip[PAD_C], ip[PAD_IH],
 				 ip[PAD_IW], ip[PAD_PT], ip[PAD_PL], ip[PAD_PW], ip[PAD_PHW],
 				 ip[PAD_PS], ip[PAD_CS]);
-	cu_op_range(op, 3, (size_t)(ip[PAD_CS] + 15) / 16, (size_t)ip[PAD_C], (size_t)y->ne[0]);
+	cu_op_range(op, 3, (size_t)(ip[PAD_PS] + ip[PAD_PW] - 1) / (size_t)ip[PAD_PW],
+		    (size_t)ip[PAD_C] * (size_t)(ip[PAD_S] * ip[PAD_S]), (size_t)y->ne[0]);
 	return st;
 }
 
