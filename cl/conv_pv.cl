@@ -12,7 +12,8 @@
  * broadcasts each weight scalar; weights are packed [OC/OCR][IC][KH][KW][OCR].
  * Global range: (ceil(OC/OCR), ceil(Q / (16 PV)), N), dimension 0 the output
  * channel blocks, so the work-items that run together share their input tile.
- * Defines: OCR, PV, KH, KW, S (1 or 2), HAS_BIAS, HAS_BIAS2, RES,
+ * Defines: OCR, PV, KH, KW, S (1 or 2), ORD (1: dimensions 0 and 1 swapped),
+ * HAS_BIAS, HAS_BIAS2, RES,
  * DIV, ACT as in conv2d.cl (v = acc + bias + bias2; res + v; / out_div;
  * act). pad2d_f32 needs only UPS (0; 1 nearest x2; 2 zero-inserted along x).
  * Every program built from this file defines all of them. */
@@ -54,7 +55,11 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 			  uint res_off, __global float *y, uint y_off, int IC, int CS, int PW, int PS,
 			  int OC, int OH, int OW, int Q, float out_div)
 {
+#if ORD /* tuning: the pixel tiles along dimension 0 */
+	const int ocb = get_global_id(1), q0 = get_global_id(0) * PVT, n = get_global_id(2);
+#else
 	const int ocb = get_global_id(0), q0 = get_global_id(1) * PVT, n = get_global_id(2);
+#endif
 	__global const float *xn = x + x_off + (size_t)n * IC * CS + q0;
 	__global const float *wp = w + w_off + (size_t)ocb * IC * KH * KW * OCR;
 

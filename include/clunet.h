@@ -227,6 +227,45 @@ typedef struct clunet_op_profile {
 clunet_status clunet_model_profile(clunet_model_t *model, const clunet_op_profile **ops,
 				   size_t *n_ops);
 
+/* ------------------------------------------ tuning */
+
+/* The autotuner (`clunet tune`). For every op of the plan for these inputs
+ * that has implementation choices (tile sizes, NDRange order, key blocks),
+ * each candidate runs on the real activations of a forward, is checked
+ * against the default (relative L2 <= 1e-5, else rejected), timed with
+ * OpenCL events, dropped when a run exceeds the limit; the fastest is stored
+ * in the per-device tuning database in the cache folder, which every plan
+ * built afterwards on this device and driver uses (an entry written under
+ * another driver version is ignored). Needs a context with profiling and a
+ * cache folder. */
+typedef struct clunet_tune_options {
+	int runs;             /* timed runs per candidate (default 3) */
+	double limit_seconds; /* per run; 0: ten times the default's time + 50 ms */
+	/* called after each op shape is decided (may be NULL) */
+	void (*progress)(void *user, size_t op, size_t n_ops, const char *key, const char *choice,
+			 double default_seconds, double best_seconds);
+	void *user;
+} clunet_tune_options;
+
+typedef struct clunet_tune_report {
+	size_t shapes;            /* distinct op shapes tuned */
+	size_t candidates;        /* candidates tried */
+	size_t rejected;          /* wrong output or failed to build */
+	size_t too_slow;          /* over the time limit */
+	double default_seconds;   /* the tuned ops of one forward, with defaults */
+	double tuned_seconds;     /* the same with the winners */
+} clunet_tune_report;
+
+void clunet_tune_options_init(clunet_tune_options *options);
+clunet_status clunet_model_tune(clunet_model_t *model, const clunet_tensor *inputs,
+				size_t n_inputs, const clunet_tune_options *options,
+				clunet_tune_report *report);
+/* The database of the context's device: number of entries; entry i (strings
+ * valid until the next tuning call or the context's end). */
+size_t clunet_tune_count(clunet_context_t *ctx);
+clunet_status clunet_tune_entry(clunet_context_t *ctx, size_t i, const char **key,
+				const char **choice);
+
 /* ------------------------------------------ methods that change only speed or memory */
 
 /* How attention runs; every choice gives the same result (within float

@@ -1,8 +1,10 @@
 /* The model methods diffusers gives UNet2DConditionModel, on fixtures made
  * by diffusers: the attention choices that must not change the result
  * (slicing, fused QKV projections, the memory-efficient kernel) against the
- * plain path, and the LoRA life cycle (runtime scale, fuse, unfuse, unload)
- * against the model without and with the LoRA. */
+ * plain path, the LoRA life cycle (runtime scale, fuse, unfuse, unload)
+ * against the model without and with the LoRA, and the autotuner (its
+ * winners give the default's result; the database is read by later
+ * contexts and ignored under another driver version). */
 #include "testutil.h"
 
 #define SAME 1e-5 /* "within float rounding" */
@@ -183,6 +185,129 @@ out:
 	clunet_tensors_free(in.t, in.n);
 }
 
+static clunet_context_t *tune_context(const char *cache)
+{
+	clunet_context_options o;
+	clunet_context_t *c = NULL;
+	clunet_context_options_init(&o);
+	o.cache_dir = cache;
+	o.profiling = 1;
+	o.log = tu_log;
+	CHECK(clunet_context_create(&o, &c) == CLUNET_OK, "%s", clunet_last_error());
+	return c;
+}
+
+static double *run_in_context(clunet_context_t *c, const char *dir, const char *name,
+			      size_t *n)
+{
+	clunet_context_t *saved = ctx;
+	clunet_model_t *m = NULL;
+	run_in in = { 0 };
+	double *v = NULL;
+	ctx = c;
+	if (load(dir, name, &m, &in))
+		v = run(m, &in, n, name);
+	clunet_model_free(m);
+	clunet_tensors_free(in.t, in.n);
+	ctx = saved;
+	return v;
+}
+
+static void tuning(const char *dir, const char *name)
+{
+	char *cache = tu_tempdir("tune-cache"), path[4096];
+	clunet_context_t *a = tune_context(cache), *b = NULL, *c = NULL;
+	clunet_model_t *m = NULL;
+	clunet_tune_options to;
+	clunet_tune_report rep;
+	run_in in = { 0 };
+	double *plain = NULL, *tuned = NULL, *later = NULL;
+	size_t n = 0, n2 = 0, n3 = 0;
+	char *text = NULL;
+	FILE *f;
+	if (!a)
+		goto out;
+	plain = run_in_context(a, dir, name, &n);
+	ctx = a;
+	if (!load(dir, name, &m, &in)) {
+		ctx = NULL;
+		goto out;
+	}
+	clunet_tune_options_init(&to);
+	to.runs = 1;
+	CHECK(clunet_model_tune(m, in.t, in.n, &to, &rep) == CLUNET_OK, "tune: %s",
+	      clunet_last_error());
+	printf("  %-28s tuned %zu op shapes, %zu candidates, %zu rejected: %.3f -> %.3f ms\n", name,
+	       rep.shapes, rep.candidates, rep.rejected, rep.default_seconds * 1e3,
+	       rep.tuned_seconds * 1e3);
+	CHECK(rep.shapes > 0 && rep.candidates >= rep.shapes, "tune: nothing was tuned");
+	CHECK(rep.tuned_seconds <= rep.default_seconds * (1 + 1e-9), "tune: winners slower than "
+	      "defaults (%.6f > %.6f s)", rep.tuned_seconds, rep.default_seconds);
+	CHECK(clunet_tune_count(a) == rep.shapes, "database holds %zu entries, tuned %zu",
+	      clunet_tune_count(a), rep.shapes);
+	tuned = run(m, &in, &n2, "tuned");
+	if (plain && tuned) {
+		double e = diff(tuned, plain, n);
+		printf("  %-28s %-30s rel L2 %.2e from the defaults\n", name, "tuned plan", e);
+		CHECK(n2 == n && e <= SAME, "tuned plan differs from the defaults by %.3e", e);
+	}
+	clunet_model_free(m);
+	m = NULL;
+	ctx = NULL;
+	/* a new context on the same cache folder reads the database */
+	b = tune_context(cache);
+	if (b) {
+		CHECK(clunet_tune_count(b) == rep.shapes, "a new context sees %zu entries, not %zu",
+		      clunet_tune_count(b), rep.shapes);
+		later = run_in_context(b, dir, name, &n3);
+		if (later && plain)
+			CHECK(n3 == n && diff(later, plain, n) <= SAME, "later run with the database "
+			      "differs from the defaults");
+	}
+	/* the same file under another driver version: ignored */
+	{
+		clunet_device_info dev;
+		char folder_file[4096];
+		size_t size;
+		const char *k, *v;
+		clunet_context_device(b ? b : a, &dev);
+		CHECK(clunet_tune_entry(b ? b : a, 0, &k, &v) == CLUNET_OK, "no first entry");
+		(void)folder_file;
+		snprintf(path, sizeof(path), "%s", cache);
+		if (tu_find_file(cache, "tuning.json", path, sizeof(path)) &&
+		    tu_read_text(path, &text, &size)) {
+			char *at = strstr(text, dev.driver);
+			CHECK(at != NULL, "tuning.json does not name the driver");
+			if (at) {
+				*at = *at == 'X' ? 'Y' : 'X';
+				f = fopen(path, "w");
+				if (f) {
+					fputs(text, f);
+					fclose(f);
+				}
+				c = tune_context(cache);
+				if (c)
+					CHECK(clunet_tune_count(c) == 0, "a database for another driver "
+					      "was used (%zu entries)", clunet_tune_count(c));
+			}
+		} else {
+			CHECK(0, "no tuning.json under %s", cache);
+		}
+	}
+out:
+	free(text);
+	free(plain);
+	free(tuned);
+	free(later);
+	clunet_model_free(m);
+	clunet_tensors_free(in.t, in.n);
+	clunet_context_destroy(c);
+	clunet_context_destroy(b);
+	clunet_context_destroy(a);
+	tu_rmtree(cache);
+	free(cache);
+}
+
 int main(int argc, char **argv)
 {
 	clunet_context_options o;
@@ -207,6 +332,8 @@ int main(int argc, char **argv)
 		lora_cycle(d);
 		snprintf(d, sizeof(d), "%s/unet2d", argv[1]);
 		attention_choices(d, "ddpm_cifar10_small", 0);
+		snprintf(d, sizeof(d), "%s/unet1d", argv[1]);
+		tuning(d, "hopper_planner_h32");
 	}
 	clunet_context_destroy(ctx);
 	return tu_finish("methods");

@@ -8,6 +8,7 @@
 #include "core/graph.h"
 #include "nn/nn.h"
 #include "ops/ops.h"
+#include "runtime/runtime.h"
 
 #define TOL 2e-6
 
@@ -1281,6 +1282,91 @@ static void test_gemm_views(int m, int n, int k, int batch, int cols)
 	free(a0), free(b0), free(a1), free(b1), free(want);
 }
 
+/* ------------------------------------------------------------ tuner */
+
+/* An op whose candidates are y = x + beta: "beta=0" equals the default,
+ * "beta=0.001" does not and must be rejected by the tuner's check. */
+static clunet_status fake_prepare(cu_plan *p, cu_op *op)
+{
+	int n = (int)cu_numel(cu_t(p->g, op->out));
+	const char *v = cu_op_variant(p, op);
+	double beta = strstr(v, "beta=0.001") ? 0.001 : 0.0;
+	clunet_status st = cu_op_kernel(p, op, "ewise.cl", "-cl-std=CL1.2", "affine_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttiff", op->in[0], op->out, n, 1.0, beta);
+	cu_op_range(op, 1, (size_t)n, 1, 1);
+	return st;
+}
+
+static int fake_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
+{
+	(void)p;
+	(void)op;
+	snprintf(buf, cap, "test_fake_op");
+	return 1;
+}
+
+static int fake_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
+{
+	(void)p;
+	(void)op;
+	if (i < 0 || i > 1)
+		return 0;
+	snprintf(buf, cap, "%s", i ? "beta=0" : "beta=0.001");
+	return 1;
+}
+
+static const cu_op_impl fake_impl = { .kind = "fake", .prepare = fake_prepare,
+				      .tune_key = fake_key, .variant = fake_variant };
+
+static void test_tuner_rejects_wrong(void)
+{
+	clunet_context_options o;
+	rt_ctx *trt = NULL;
+	char *cache = tu_tempdir("tune-ops");
+	float *x = rnd(1000, 1);
+	cu_graph *g;
+	cu_plan *p = NULL;
+	cu_tune_stats stats;
+	const void *inputs[1] = { x };
+	int xt, y;
+	clunet_context_options_init(&o);
+	o.cache_dir = cache;
+	o.profiling = 1;
+	o.log = tu_log;
+	if (clunet_context_create(&o, &trt) != CLUNET_OK) {
+		CHECK(0, "context: %s", clunet_last_error());
+		goto out;
+	}
+	g = cu_graph_new(trt);
+	xt = cu_graph_input(g, 0, CU_F32, 1, (int64_t[]){ 1000 });
+	y = cu_graph_act(g, 1, (int64_t[]){ 1000 });
+	cu_graph_op(g, &fake_impl, &xt, 1, y);
+	cu_graph_set_output(g, y);
+	if (cu_plan_create(g, &p) != CLUNET_OK) {
+		CHECK(0, "plan: %s", clunet_last_error());
+		cu_graph_free(g);
+		goto out;
+	}
+	CHECK(cu_plan_tune(p, inputs, 2, 0, NULL, NULL, &stats) == CLUNET_OK, "tune: %s",
+	      clunet_last_error());
+	CHECK(stats.keys == 1 && stats.candidates == 2 && stats.rejected == 1,
+	      "tuner: %d keys, %d candidates, %d rejected (want 1, 2, 1)", stats.keys,
+	      stats.candidates, stats.rejected);
+	{
+		const char *v = rt_tune_get(trt, "test_fake_op");
+		CHECK(v && strcmp(v, "beta=0.001") != 0, "tuner kept the wrong candidate (%s)",
+		      v ? v : "nothing");
+		printf("  tuner: wrong candidate rejected, kept '%s'\n", v ? v : "?");
+	}
+	cu_plan_free(p);
+out:
+	clunet_context_destroy(trt);
+	tu_rmtree(cache);
+	free(cache);
+	free(x);
+}
+
 int main(void)
 {
 	clunet_context_options o;
@@ -1296,6 +1382,7 @@ int main(void)
 	cu_rng_seed(&rng, 20261122);
 
 	tests_conv();
+	test_tuner_rejects_wrong();
 	test_group_norm(2, 12, 7, 5, 4, 1, 0, CU_ACT_SILU, 1e-5f);
 	test_group_norm(1, 32, 1, 1, 32, 1, 0, CU_ACT_NONE, 1e-6f);
 	test_group_norm(3, 20, 9, 11, 5, 0, 1, CU_ACT_MISH, 1e-5f);

@@ -68,6 +68,47 @@ static inline void tu_rmtree(const char *path)
 		fprintf(stderr, "warning: could not remove %s\n", path);
 }
 
+/* dir/<any folder>/name into out; 1 when found. */
+static inline int tu_find_file(const char *dir, const char *name, char *out, size_t cap)
+{
+	char cmd[4400];
+	FILE *p;
+	int ok = 0;
+	snprintf(cmd, sizeof(cmd), "ls -d '%s'/*/'%s' 2>/dev/null", dir, name);
+	p = popen(cmd, "r");
+	if (!p)
+		return 0;
+	if (fgets(out, (int)cap, p)) {
+		out[strcspn(out, "\n")] = 0;
+		ok = out[0] != 0;
+	}
+	pclose(p);
+	return ok;
+}
+
+/* The whole file as a NUL-terminated string; caller frees. */
+static inline int tu_read_text(const char *path, char **text, size_t *size)
+{
+	FILE *f = fopen(path, "rb");
+	long n;
+	if (!f)
+		return 0;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	*text = malloc((size_t)n + 1);
+	if (!*text || fread(*text, 1, (size_t)n, f) != (size_t)n) {
+		fclose(f);
+		free(*text);
+		*text = NULL;
+		return 0;
+	}
+	(*text)[n] = 0;
+	*size = (size_t)n;
+	fclose(f);
+	return 1;
+}
+
 static inline void tu_log(void *user, clunet_log_level level, const char *msg)
 {
 	(void)user;

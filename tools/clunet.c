@@ -20,6 +20,8 @@ typedef struct opts {
 	int no_cache, json, runs, warmup, batch, height, width, length, frames, verbose;
 	const char *freeu, *lora, *attention;
 	int fuse_lora, fused_qkv, attention_slice;
+	int list; /* tune --list */
+	int runs_given;
 } opts;
 
 static void usage(FILE *f)
@@ -38,6 +40,11 @@ static void usage(FILE *f)
 		"                             median forward time, GFLOP/s, peak memory and a\n"
 		"                             per-op table; a folder with only config.json runs\n"
 		"                             with seeded random weights\n"
+		"  tune   MODEL_DIR [--batch N] [--height H] [--width W] [--length L] [--runs N]\n"
+		"                             try every op's implementation choices on this\n"
+		"                             device, keep the fastest correct ones in the\n"
+		"                             tuning database (used by every later plan)\n"
+		"  tune   --list              what the database holds for the device\n"
 		"  cache  path|list|clear     the compiled-program cache\n"
 		"\n"
 		"options:\n"
@@ -84,7 +91,8 @@ static int parse_int(const char *s, int *out)
 static int option_takes_value(const char *a)
 {
 	return strcmp(a, "--no-cache") && strcmp(a, "--json") && strcmp(a, "-v") &&
-	       strcmp(a, "--verbose") && strcmp(a, "--fuse-lora") && strcmp(a, "--fused-qkv");
+	       strcmp(a, "--verbose") && strcmp(a, "--fuse-lora") && strcmp(a, "--fused-qkv") &&
+	       strcmp(a, "--list");
 }
 
 static int parse_args(int argc, char **argv, opts *o)
@@ -102,6 +110,8 @@ static int parse_args(int argc, char **argv, opts *o)
 		if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { o->verbose = 1; continue; }
 		if (!strcmp(a, "--fuse-lora")) { o->fuse_lora = 1; continue; }
 		if (!strcmp(a, "--fused-qkv")) { o->fused_qkv = 1; continue; }
+		if (!strcmp(a, "--list")) { o->list = 1; continue; }
+		if (!strcmp(argv[1], "tune") && a[0] != '-' && !o->model) { o->model = a; continue; }
 		if (!strcmp(a, "--model")) str = &o->model;
 		else if (!strcmp(a, "--inputs")) str = &o->inputs;
 		else if (!strcmp(a, "--output")) str = &o->output;
@@ -112,7 +122,7 @@ static int parse_args(int argc, char **argv, opts *o)
 		else if (!strcmp(a, "--lora")) str = &o->lora;
 		else if (!strcmp(a, "--attention")) str = &o->attention;
 		else if (!strcmp(a, "--attention-slice")) num = &o->attention_slice;
-		else if (!strcmp(a, "--runs")) num = &o->runs;
+		else if (!strcmp(a, "--runs")) { num = &o->runs; o->runs_given = 1; }
 		else if (!strcmp(a, "--warmup")) num = &o->warmup;
 		else if (!strcmp(a, "--batch")) num = &o->batch;
 		else if (!strcmp(a, "--height")) num = &o->height;
@@ -490,6 +500,91 @@ out:
 	return rc;
 }
 
+/* ------------------------------------------------------------ tune */
+
+static void tune_progress(void *user, size_t op, size_t n_ops, const char *key, const char *choice,
+			  double def, double best)
+{
+	(void)user;
+	printf("  op %4zu/%zu  %-52s %-14s %9.3f ms -> %9.3f ms (%.2fx)\n", op + 1, n_ops, key,
+	       choice, def * 1e3, best * 1e3, best > 0 ? def / best : 0);
+	fflush(stdout);
+}
+
+static int cmd_tune(const opts *o)
+{
+	clunet_context_t *ctx = NULL;
+	clunet_model_t *model = NULL;
+	clunet_model_options mo;
+	clunet_example_shape shape;
+	clunet_tune_options to;
+	clunet_tune_report rep;
+	clunet_device_info dev;
+	const clunet_tensor *in;
+	size_t n_in;
+	int rc = 1;
+	if (!o->list && !o->model) {
+		fprintf(stderr, "clunet: tune needs MODEL_DIR (or --list)\n");
+		return 2;
+	}
+	if (make_context(o, 1, &ctx))
+		return 1;
+	clunet_context_device(ctx, &dev);
+	if (o->list) {
+		size_t n = clunet_tune_count(ctx);
+		printf("tuning database for %s (driver %s): %zu entr%s\n", dev.name, dev.driver, n,
+		       n == 1 ? "y" : "ies");
+		for (size_t i = 0; i < n; i++) {
+			const char *k, *v;
+			if (clunet_tune_entry(ctx, i, &k, &v) == CLUNET_OK)
+				printf("  %-60s %s\n", k, v);
+		}
+		rc = 0;
+		goto out;
+	}
+	clunet_model_options_init(&mo);
+	mo.allow_random_weights = 1;
+	mo.random_seed = 1234;
+	mo.variant = o->variant;
+	if (clunet_model_load(ctx, o->model, &mo, &model) != CLUNET_OK) {
+		fail("cannot load the model");
+		goto out;
+	}
+	if ((rc = apply_methods(o, model)) != 0)
+		goto out;
+	rc = 1;
+	memset(&shape, 0, sizeof(shape));
+	shape.batch = o->batch;
+	shape.height = o->height;
+	shape.width = o->width;
+	shape.length = o->length;
+	shape.frames = o->frames;
+	shape.seed = 42;
+	if (clunet_model_example_inputs(model, &shape, &in, &n_in) != CLUNET_OK) {
+		fail("cannot make inputs");
+		goto out;
+	}
+	clunet_tune_options_init(&to);
+	to.runs = o->runs_given ? o->runs : 3;
+	to.progress = tune_progress;
+	printf("tuning %s on %s (driver %s)\n", o->model, dev.name, dev.driver);
+	if (clunet_model_tune(model, in, n_in, &to, &rep) != CLUNET_OK) {
+		fail("tuning failed");
+		goto out;
+	}
+	printf("%zu op shapes, %zu candidates (%zu wrong or unbuildable, %zu over the time "
+	       "limit)\n",
+	       rep.shapes, rep.candidates, rep.rejected, rep.too_slow);
+	printf("tuned ops of one forward: %.3f s with defaults -> %.3f s tuned (%.2fx)\n",
+	       rep.default_seconds, rep.tuned_seconds,
+	       rep.tuned_seconds > 0 ? rep.default_seconds / rep.tuned_seconds : 0);
+	rc = 0;
+out:
+	clunet_model_free(model);
+	clunet_context_destroy(ctx);
+	return rc;
+}
+
 /* ------------------------------------------------------------ cache */
 
 static void print_entry(void *user, const char *dev, const char *file, uint64_t bytes,
@@ -565,6 +660,8 @@ int main(int argc, char **argv)
 		return cmd_run(&o);
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench(&o);
+	if (!strcmp(cmd, "tune"))
+		return cmd_tune(&o);
 	usage(stderr);
 	return 2;
 }

@@ -64,6 +64,12 @@ typedef struct cu_op_impl {
 	const char *kind; /* profile name, e.g. "conv2d" */
 	clunet_status (*prepare)(struct cu_plan *p, struct cu_op *op);
 	clunet_status (*enqueue)(struct cu_plan *p, struct cu_op *op, cl_event *ev);
+	/* Tuning (both optional). tune_key: the op's shape signature in buf, 0 when
+	 * this instance has nothing to tune. variant: the i-th candidate ("pv=2,ord=1"),
+	 * 0 past the last one. prepare() reads the choice through cu_op_variant(). */
+	int (*tune_key)(const struct cu_plan *p, const struct cu_op *op, char *buf, size_t cap);
+	int (*variant)(const struct cu_plan *p, const struct cu_op *op, int i, char *buf,
+		       size_t cap);
 } cu_op_impl;
 
 typedef struct cu_op {
@@ -80,6 +86,7 @@ typedef struct cu_op {
 	cl_uint dims;
 	size_t gws[3], lws[3];
 	int use_lws;
+	char variant[48];           /* tuning: forced candidate ("" = database, else default) */
 	void *priv;                 /* state an op's prepare() made (scratch, library plans) */
 	void (*priv_free)(void *);  /* how the plan frees it */
 } cu_op;
@@ -148,6 +155,25 @@ void cu_plan_free(cu_plan *p);
  * forward). */
 clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs, float *host_out);
 size_t cu_plan_output_bytes(const cu_plan *p);
+/* The pieces of cu_plan_run, for the tuner: copy the inputs in; enqueue op i. */
+clunet_status cu_plan_write_inputs(cu_plan *p, const void *const *host_inputs);
+clunet_status cu_plan_enqueue_op(cu_plan *p, int i, cl_event *ev);
+size_t cu_tensor_bytes(const cu_tensor *t);
+
+/* Tunes every op of the plan that has variants (lib/tune/tune.c): runs the
+ * ops in order on host_inputs; for each op key not seen yet, times the
+ * default and every candidate with events (runs each), rejects candidates
+ * whose output differs from the default's by more than 1e-5 (relative L2)
+ * or that run longer than limit_s, keeps the fastest, records it in the
+ * database and leaves the op prepared with it. */
+typedef struct cu_tune_stats {
+	int keys, candidates, rejected, too_slow;
+	double default_s, tuned_s; /* summed over every tuned op of the plan */
+} cu_tune_stats;
+typedef void (*cu_tune_progress)(void *user, int op, int n_ops, const char *key,
+				 const char *best, double default_s, double best_s);
+clunet_status cu_plan_tune(cu_plan *p, const void *const *host_inputs, int runs, double limit_s,
+			   cu_tune_progress progress, void *user, cu_tune_stats *stats);
 
 /* Sets kernel arguments from tensors and scalars. fmt characters:
  * 't' a tensor id (buffer + element offset; -1 binds the dummy buffer),
@@ -156,6 +182,11 @@ clunet_status cu_set_args(cu_plan *p, cu_op *op, const char *fmt, ...);
 /* Creates op->kernel from cl/<source> with options. */
 clunet_status cu_op_kernel(cu_plan *p, cu_op *op, const char *source, const char *options,
 			   const char *kernel);
+/* The variant prepare() should build: op->variant when set (the tuner), else
+ * the tuning database's entry for the op's key, else "" (the default). */
+const char *cu_op_variant(cu_plan *p, const cu_op *op);
+/* Integer field "name=value" of a variant string, or def. */
+int cu_variant_int(const char *variant, const char *name, int def);
 /* Enqueues op->kernel with the op's geometry (what ops without their own
  * enqueue() do). */
 clunet_status cu_op_launch(cu_plan *p, cu_op *op, cl_event *ev);

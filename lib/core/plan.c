@@ -104,6 +104,11 @@ static size_t tensor_bytes(const cu_tensor *t)
 	return (size_t)cu_numel(t) * 4;
 }
 
+size_t cu_tensor_bytes(const cu_tensor *t)
+{
+	return tensor_bytes(t);
+}
+
 static clunet_status assign_memory(cu_graph *g, size_t *peak, size_t **offsets)
 {
 	allocator a = { 0 };
@@ -258,32 +263,44 @@ size_t cu_plan_output_bytes(const cu_plan *p)
 	return tensor_bytes(&p->g->t[p->g->output]);
 }
 
+clunet_status cu_plan_write_inputs(cu_plan *p, const void *const *host_inputs)
+{
+	cu_graph *g = p->g;
+	for (int i = 0; i < g->nt; i++) {
+		cu_tensor *t = &g->t[i];
+		cl_int err;
+		if (t->kind != CU_T_INPUT || t->alias >= 0)
+			continue;
+		err = clEnqueueWriteBuffer(p->rt->queue, t->mem, CL_FALSE, t->off * 4,
+					   tensor_bytes(t), host_inputs[t->input_slot], 0, NULL, NULL);
+		if (err != CL_SUCCESS)
+			return rt_cl_fail(err, "clEnqueueWriteBuffer", "forward input");
+	}
+	return CLUNET_OK;
+}
+
+clunet_status cu_plan_enqueue_op(cu_plan *p, int i, cl_event *ev)
+{
+	cu_op *op = &p->g->ops[i];
+	if (op->n_in == 0 && !op->kernel && !op->impl->enqueue)
+		return CLUNET_OK;
+	return op->impl->enqueue ? op->impl->enqueue(p, op, ev) : cu_op_launch(p, op, ev);
+}
+
 clunet_status cu_plan_run(cu_plan *p, const void *const *host_inputs, float *host_out)
 {
 	cu_graph *g = p->g;
 	cl_command_queue q = p->rt->queue;
-	clunet_status st = CLUNET_OK;
+	clunet_status st;
 	cl_int err;
 	const cu_tensor *o;
 
 	release_events(p);
-	for (int i = 0; i < g->nt; i++) {
-		cu_tensor *t = &g->t[i];
-		if (t->kind != CU_T_INPUT || t->alias >= 0)
-			continue;
-		err = clEnqueueWriteBuffer(q, t->mem, CL_FALSE, t->off * 4, tensor_bytes(t),
-					   host_inputs[t->input_slot], 0, NULL, NULL);
-		if (err != CL_SUCCESS) {
-			st = rt_cl_fail(err, "clEnqueueWriteBuffer", "forward input");
-			goto out;
-		}
-	}
+	st = cu_plan_write_inputs(p, host_inputs);
+	if (st)
+		goto out;
 	for (int i = 0; i < g->nops; i++) {
-		cu_op *op = &g->ops[i];
-		cl_event *ev = p->rt->profiling ? &p->events[i] : NULL;
-		if (op->n_in == 0 && !op->kernel && !op->impl->enqueue)
-			continue;
-		st = op->impl->enqueue ? op->impl->enqueue(p, op, ev) : cu_op_launch(p, op, ev);
+		st = cu_plan_enqueue_op(p, i, p->rt->profiling ? &p->events[i] : NULL);
 		if (st)
 			goto out;
 	}
@@ -341,7 +358,36 @@ clunet_status cu_op_kernel(cu_plan *p, cu_op *op, const char *source, const char
 			   const char *kernel)
 {
 	op->kernel_name = kernel;
+	if (op->kernel) { /* prepared again (the tuner trying variants) */
+		clReleaseKernel(op->kernel);
+		op->kernel = NULL;
+	}
 	return rt_kernel_create(p->rt, source, options, kernel, &op->kernel);
+}
+
+const char *cu_op_variant(cu_plan *p, const cu_op *op)
+{
+	char key[256];
+	const char *v;
+	if (op->variant[0])
+		return op->variant;
+	if (!op->impl->tune_key || !op->impl->tune_key(p, op, key, sizeof(key)))
+		return "";
+	v = rt_tune_get(p->rt, key);
+	return v ? v : "";
+}
+
+int cu_variant_int(const char *variant, const char *name, int def)
+{
+	size_t n = strlen(name);
+	for (const char *s = variant; s && *s;) {
+		if (!strncmp(s, name, n) && s[n] == '=')
+			return atoi(s + n + 1);
+		s = strchr(s, ',');
+		if (s)
+			s++;
+	}
+	return def;
 }
 
 void cu_op_range(cu_op *op, cl_uint dims, size_t g0, size_t g1, size_t g2)

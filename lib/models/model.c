@@ -437,6 +437,82 @@ clunet_status clunet_model_forward(clunet_model_t *m, const clunet_tensor *in, s
 	return CLUNET_OK;
 }
 
+void clunet_tune_options_init(clunet_tune_options *o)
+{
+	if (!o)
+		return;
+	memset(o, 0, sizeof(*o));
+	o->runs = 3;
+}
+
+typedef struct tune_cb {
+	const clunet_tune_options *o;
+} tune_cb;
+
+static void tune_progress(void *user, int op, int n_ops, const char *key, const char *best,
+			  double def, double t)
+{
+	const clunet_tune_options *o = ((tune_cb *)user)->o;
+	o->progress(o->user, (size_t)op, (size_t)n_ops, key, best, def, t);
+}
+
+clunet_status clunet_model_tune(clunet_model_t *m, const clunet_tensor *in, size_t n,
+				const clunet_tune_options *o, clunet_tune_report *report)
+{
+	cu_plan *plan;
+	const void *host[MODEL_MAX_SLOTS];
+	clunet_tune_options def;
+	cu_tune_stats stats;
+	tune_cb cb;
+	clunet_status st;
+	if (!m)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_tune: NULL model");
+	if (!o) {
+		clunet_tune_options_init(&def);
+		o = &def;
+	}
+	if (!m->rt->cache_dir)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_tune: the program cache is off; the "
+			       "tuning database lives in its folder");
+	if (!m->rt->profiling)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_model_tune: the context was created "
+			       "without profiling (tuning times ops with OpenCL events)");
+	st = prepare(m, in, n, &plan);
+	if (st)
+		return st;
+	for (int i = 0; i < m->cur.n; i++)
+		host[i] = m->cur.slot[i].data;
+	cb.o = o;
+	st = cu_plan_tune(plan, host, o->runs, o->limit_seconds, o->progress ? tune_progress : NULL,
+			  &cb, &stats);
+	if (st)
+		return st;
+	if (report) {
+		report->shapes = (size_t)stats.keys;
+		report->candidates = (size_t)stats.candidates;
+		report->rejected = (size_t)stats.rejected;
+		report->too_slow = (size_t)stats.too_slow;
+		report->default_seconds = stats.default_s;
+		report->tuned_seconds = stats.tuned_s;
+	}
+	return CLUNET_OK;
+}
+
+size_t clunet_tune_count(clunet_context_t *ctx)
+{
+	return ctx ? rt_tune_count(ctx) : 0;
+}
+
+clunet_status clunet_tune_entry(clunet_context_t *ctx, size_t i, const char **key,
+				const char **choice)
+{
+	if (!ctx || !key || !choice)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tune_entry: NULL argument");
+	if (!rt_tune_entry(ctx, i, key, choice))
+		return cu_fail(CLUNET_ERR_ARGUMENT, "clunet_tune_entry: no entry %zu", i);
+	return CLUNET_OK;
+}
+
 clunet_status clunet_model_plan(clunet_model_t *m, const clunet_tensor *in, size_t n,
 				clunet_plan_info *info)
 {

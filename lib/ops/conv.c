@@ -107,12 +107,18 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 	const cu_tensor *y = cu_t(g, op->out);
 	int n = (int)y->ne[0], oc = op->ip[P_OC], ic = op->ip[P_IC];
 	int oh = y->ndim == 4 ? (int)y->ne[2] : 1, ow = y->ndim == 4 ? (int)y->ne[3] : 1;
+	const char *variant = cu_op_variant(p, op);
+	int pv = cu_variant_int(variant, "pv", CONV_PV_PV), ord = cu_variant_int(variant, "ord", 0);
+	size_t tiles, blocks = (size_t)(oc + CONV_PV_OCR - 1) / CONV_PV_OCR;
 	char opts[256];
 	clunet_status st;
+	if (pv < 1 || pv > CONV_PV_PV) /* larger tiles would outrun the padded plane */
+		pv = CONV_PV_PV;
+	tiles = (size_t)(op->ip[P_Q] + 16 * pv - 1) / (size_t)(16 * pv);
 	snprintf(opts, sizeof(opts),
-		 "-cl-std=CL1.2 -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DUPS=0 "
+		 "-cl-std=CL1.2 -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DORD=%d -DUPS=0 "
 		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d",
-		 CONV_PV_OCR, CONV_PV_PV, op->ip[P_KH], op->ip[P_KW], op->ip[P_S],
+		 CONV_PV_OCR, pv, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], ord != 0,
 		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT]);
 	st = cu_op_kernel(p, op, "conv_pv.cl", opts, "conv_pv_f32");
 	if (st)
@@ -122,8 +128,10 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 			 op->ip[P_Q], (double)op->fp[0]);
 	if (st)
 		return st;
-	cu_op_range(op, 3, (size_t)(oc + CONV_PV_OCR - 1) / CONV_PV_OCR,
-		    (size_t)(op->ip[P_Q] + CONV_PV_TILE - 1) / CONV_PV_TILE, (size_t)n);
+	if (ord)
+		cu_op_range(op, 3, tiles, blocks, (size_t)n);
+	else
+		cu_op_range(op, 3, blocks, tiles, (size_t)n);
 	op->use_lws = 1;
 	op->lws[0] = op->lws[1] = op->lws[2] = 1;
 	return CLUNET_OK;
@@ -150,9 +158,34 @@ static clunet_status pad_prepare(cu_plan *p, cu_op *op)
 	return st;
 }
 
-static const cu_op_impl pad_impl = { "pad", pad_prepare, NULL };
-static const cu_op_impl conv_pv_impl = { "conv2d", conv_pv_prepare, NULL };
-static const cu_op_impl conv1x1_pv_impl = { "conv1x1", conv_pv_prepare, NULL };
+static int conv_pv_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
+{
+	const cu_tensor *y = cu_t(p->g, op->out);
+	snprintf(buf, cap, "conv_pv n%lld ic%d oc%d k%dx%d s%d q%d pw%d", (long long)y->ne[0],
+		 op->ip[P_IC], op->ip[P_OC], op->ip[P_KH], op->ip[P_KW], op->ip[P_S], op->ip[P_Q],
+		 op->ip[P_PW]);
+	return 1;
+}
+
+/* Tiles of 1 to 4 pixel vectors (PV x 8 accumulators), either NDRange order;
+ * the default (pv=3, ord=0) is not listed. The tile must also fit the
+ * padded plane's slack, made for CONV_PV_TILE: smaller tiles always do. */
+static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
+{
+	static const int pvs[] = { 1, 2, 3, 1, 2 }, ords[] = { 0, 0, 1, 1, 1 };
+	(void)p;
+	(void)op;
+	if (i < 0 || i >= (int)CU_ARRAY_LEN(pvs))
+		return 0;
+	snprintf(buf, cap, "pv=%d,ord=%d", pvs[i], ords[i]);
+	return 1;
+}
+
+static const cu_op_impl pad_impl = { .kind = "pad", .prepare = pad_prepare };
+static const cu_op_impl conv_pv_impl = { .kind = "conv2d", .prepare = conv_pv_prepare,
+	.tune_key = conv_pv_key, .variant = conv_pv_variant };
+static const cu_op_impl conv1x1_pv_impl = { .kind = "conv1x1", .prepare = conv_pv_prepare,
+	.tune_key = conv_pv_key, .variant = conv_pv_variant };
 
 /* Whether conv_pv runs this convolution (or CLUNET_CONV forces a choice). */
 static int use_pv(cu_graph *g, int oct, int stride, int q)
@@ -168,9 +201,9 @@ static int use_pv(cu_graph *g, int oct, int stride, int q)
 }
 
 /* one implementation, three names in profiles */
-static const cu_op_impl conv_impl = { "conv2d", conv_prepare, NULL };
-static const cu_op_impl conv1x1_impl = { "conv1x1", conv_prepare, NULL };
-static const cu_op_impl linear_impl = { "linear", conv_prepare, NULL };
+static const cu_op_impl conv_impl = { .kind = "conv2d", .prepare = conv_prepare };
+static const cu_op_impl conv1x1_impl = { .kind = "conv1x1", .prepare = conv_prepare };
+static const cu_op_impl linear_impl = { .kind = "linear", .prepare = conv_prepare };
 
 /* The conv_pv form of op_conv2d: an optional pad op, then the conv. */
 static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int kw,

@@ -43,7 +43,7 @@ static clunet_status act_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)n, 1, 1);
 	return st;
 }
-static const cu_op_impl act_impl = { "activation", act_prepare, NULL };
+static const cu_op_impl act_impl = { .kind = "activation", .prepare = act_prepare };
 
 int op_act(cu_graph *g, int x, cu_act act)
 {
@@ -69,7 +69,7 @@ static clunet_status add_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)n, 1, 1);
 	return st;
 }
-static const cu_op_impl add_impl = { "add", add_prepare, NULL };
+static const cu_op_impl add_impl = { .kind = "add", .prepare = add_prepare };
 
 int op_add(cu_graph *g, int a, int b)
 {
@@ -94,7 +94,7 @@ static clunet_status affine_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)n, 1, 1);
 	return st;
 }
-static const cu_op_impl affine_impl = { "affine", affine_prepare, NULL };
+static const cu_op_impl affine_impl = { .kind = "affine", .prepare = affine_prepare };
 
 int op_affine(cu_graph *g, int x, float alpha, float beta)
 {
@@ -122,7 +122,7 @@ static clunet_status div_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)n, 1, 1);
 	return st;
 }
-static const cu_op_impl div_impl = { "div", div_prepare, NULL };
+static const cu_op_impl div_impl = { .kind = "div", .prepare = div_prepare };
 
 int op_div_rows(cu_graph *g, int x, int d)
 {
@@ -149,7 +149,7 @@ static clunet_status concat_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)n, 1, 1);
 	return st;
 }
-static const cu_op_impl concat_impl = { "concat", concat_prepare, NULL };
+static const cu_op_impl concat_impl = { .kind = "concat", .prepare = concat_prepare };
 
 int op_concat(cu_graph *g, int a, int b)
 {
@@ -184,7 +184,7 @@ static clunet_status slice_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)total, 1, 1);
 	return st;
 }
-static const cu_op_impl slice_impl = { "slice_channels", slice_prepare, NULL };
+static const cu_op_impl slice_impl = { .kind = "slice_channels", .prepare = slice_prepare };
 
 int op_slice_channels(cu_graph *g, int x, int c0, int nc)
 {
@@ -219,7 +219,7 @@ static clunet_status nearest_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 3, (size_t)ow, (size_t)oh, (size_t)planes);
 	return st;
 }
-static const cu_op_impl nearest_impl = { "upsample_nearest", nearest_prepare, NULL };
+static const cu_op_impl nearest_impl = { .kind = "upsample_nearest", .prepare = nearest_prepare };
 
 int op_nearest(cu_graph *g, int x, int oh, int ow)
 {
@@ -257,7 +257,7 @@ static clunet_status avgpool_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 3, (size_t)ow, (size_t)oh, (size_t)planes);
 	return st;
 }
-static const cu_op_impl avgpool_impl = { "avg_pool", avgpool_prepare, NULL };
+static const cu_op_impl avgpool_impl = { .kind = "avg_pool", .prepare = avgpool_prepare };
 
 int op_avgpool2(cu_graph *g, int x)
 {
@@ -290,7 +290,7 @@ static clunet_status upfirdn_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 3, (size_t)ow, (size_t)oh, (size_t)planes);
 	return st;
 }
-static const cu_op_impl upfirdn_impl = { "upfirdn2d", upfirdn_prepare, NULL };
+static const cu_op_impl upfirdn_impl = { .kind = "upfirdn2d", .prepare = upfirdn_prepare };
 
 int op_upfirdn2d(cu_graph *g, int x, int k, int up, int down, int pad0, int pad1)
 {
@@ -331,7 +331,7 @@ static clunet_status embed_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)dim, (size_t)rows, 1);
 	return st;
 }
-static const cu_op_impl embed_impl = { "embedding", embed_prepare, NULL };
+static const cu_op_impl embed_impl = { .kind = "embedding", .prepare = embed_prepare };
 
 int op_embed(cu_graph *g, int idx, int table)
 {
@@ -360,7 +360,7 @@ static clunet_status temb_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)dim, (size_t)rows, 1);
 	return st;
 }
-static const cu_op_impl temb_impl = { "timestep_embedding", temb_prepare, NULL };
+static const cu_op_impl temb_impl = { .kind = "timestep_embedding", .prepare = temb_prepare };
 
 int op_timestep_embed(cu_graph *g, int t, int dim, int flip, float shift)
 {
@@ -392,7 +392,7 @@ static clunet_status fourier_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)(2 * half), (size_t)rows, 1);
 	return st;
 }
-static const cu_op_impl fourier_impl = { "fourier_embedding", fourier_prepare, NULL };
+static const cu_op_impl fourier_impl = { .kind = "fourier_embedding", .prepare = fourier_prepare };
 
 int op_fourier_embed(cu_graph *g, int t, int w, int use_log, int flip)
 {
@@ -424,7 +424,7 @@ static clunet_status resample1d_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)n_out, (size_t)rows, 1);
 	return st;
 }
-static const cu_op_impl resample1d_impl = { "resample1d", resample1d_prepare, NULL };
+static const cu_op_impl resample1d_impl = { .kind = "resample1d", .prepare = resample1d_prepare };
 
 int op_resample1d(cu_graph *g, int x, int k, int up)
 {
@@ -465,7 +465,7 @@ static clunet_status repeat_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)len, (size_t)rows, 1);
 	return st;
 }
-static const cu_op_impl repeat_impl = { "repeat", repeat_prepare, NULL };
+static const cu_op_impl repeat_impl = { .kind = "repeat", .prepare = repeat_prepare };
 
 int op_repeat_len(cu_graph *g, int x, int len)
 {
@@ -494,7 +494,7 @@ static clunet_status geglu_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)(n + 7) / 8, 1, 1);
 	return st;
 }
-static const cu_op_impl geglu_impl = { "geglu", geglu_prepare, NULL };
+static const cu_op_impl geglu_impl = { .kind = "geglu", .prepare = geglu_prepare };
 
 int op_geglu(cu_graph *g, int x)
 {
@@ -522,7 +522,7 @@ static clunet_status mean_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)rows, 1, 1);
 	return st;
 }
-static const cu_op_impl mean_impl = { "mean", mean_prepare, NULL };
+static const cu_op_impl mean_impl = { .kind = "mean", .prepare = mean_prepare };
 
 int op_mean_last(cu_graph *g, int x)
 {
@@ -548,7 +548,7 @@ static clunet_status concat_last_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)(la + lb), (size_t)rows, 1);
 	return st;
 }
-static const cu_op_impl concat_last_impl = { "concat", concat_last_prepare, NULL };
+static const cu_op_impl concat_last_impl = { .kind = "concat", .prepare = concat_last_prepare };
 
 int op_concat_last(cu_graph *g, int a, int b)
 {

@@ -35,7 +35,7 @@ static clunet_status scale_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)total, 1, 1);
 	return st;
 }
-static const cu_op_impl scale_impl = { "freeu_scale", scale_prepare, NULL };
+static const cu_op_impl scale_impl = { .kind = "freeu_scale", .prepare = scale_prepare };
 
 int op_scale_channels(cu_graph *g, int x, int nch, float f)
 {
@@ -71,7 +71,7 @@ static clunet_status direct_prepare(cu_plan *p, cu_op *op)
 	}
 	return st;
 }
-static const cu_op_impl direct_impl = { "freeu_filter", direct_prepare, NULL };
+static const cu_op_impl direct_impl = { .kind = "freeu_filter", .prepare = direct_prepare };
 
 /* ---- clFFT filter ---- */
 
@@ -258,7 +258,7 @@ static clunet_status fft_enqueue(cu_plan *p, cu_op *op, cl_event *ev)
 		return rt_cl_fail(err, "clEnqueueNDRangeKernel", "freeu_unpack_f32");
 	return CLUNET_OK;
 }
-static const cu_op_impl fft_impl = { "freeu_filter_fft", fft_prepare, fft_enqueue };
+static const cu_op_impl fft_impl = { .kind = "freeu_filter_fft", .prepare = fft_prepare, .enqueue = fft_enqueue };
 
 int op_freeu_filter(cu_graph *g, int x, float scale, int threshold, int use_fft)
 {

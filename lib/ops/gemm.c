@@ -90,7 +90,7 @@ static clunet_status gemm_enqueue(cu_plan *p, cu_op *op, cl_event *ev)
 	return CLUNET_OK;
 }
 
-static const cu_op_impl gemm_impl = { "gemm", gemm_prepare, gemm_enqueue };
+static const cu_op_impl gemm_impl = { .kind = "gemm", .prepare = gemm_prepare, .enqueue = gemm_enqueue };
 
 static int gemm_op(cu_graph *g, int a, int b, const gemm_args *x, int y, int out_ndim,
 		   const int64_t *out_ne);

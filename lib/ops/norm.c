@@ -42,7 +42,7 @@ static clunet_status gn_prepare(cu_plan *p, cu_op *op)
 	return CLUNET_OK;
 }
 
-static const cu_op_impl gn_impl = { "group_norm", gn_prepare, NULL };
+static const cu_op_impl gn_impl = { .kind = "group_norm", .prepare = gn_prepare };
 
 /* ---- the split form: stats per slice, then combine and apply ---- */
 
@@ -65,7 +65,7 @@ static clunet_status gn_stats_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)chunks, (size_t)n * groups, 1);
 	return st;
 }
-static const cu_op_impl gn_stats_impl = { "group_norm", gn_stats_prepare, NULL };
+static const cu_op_impl gn_stats_impl = { .kind = "group_norm", .prepare = gn_stats_prepare };
 
 /* inputs: x, gamma, beta, ss, post, res, stats */
 static clunet_status gn_apply_prepare(cu_plan *p, cu_op *op)
@@ -84,7 +84,7 @@ static clunet_status gn_apply_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)chunks, (size_t)n * groups, 1);
 	return st;
 }
-static const cu_op_impl gn_apply_impl = { "group_norm", gn_apply_prepare, NULL };
+static const cu_op_impl gn_apply_impl = { .kind = "group_norm", .prepare = gn_apply_prepare };
 
 /* Slices per group: on CPU-class devices, when the groups alone leave cores
  * idle and a group is long enough to be worth splitting. */
@@ -178,7 +178,7 @@ static clunet_status softmax_prepare(cu_plan *p, cu_op *op)
 	return CLUNET_OK;
 }
 
-static const cu_op_impl softmax_impl = { "softmax", softmax_prepare, NULL };
+static const cu_op_impl softmax_impl = { .kind = "softmax", .prepare = softmax_prepare };
 
 int op_softmax(cu_graph *g, int x, float scale)
 {
@@ -209,7 +209,7 @@ static clunet_status ln_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 2, (size_t)(pp + 15) / 16, (size_t)n, 1);
 	return st;
 }
-static const cu_op_impl ln_impl = { "layer_norm", ln_prepare, NULL };
+static const cu_op_impl ln_impl = { .kind = "layer_norm", .prepare = ln_prepare };
 
 int op_layer_norm(cu_graph *g, int x, int gamma, int beta, float eps)
 {
@@ -244,7 +244,7 @@ static clunet_status softmax_bias_prepare(cu_plan *p, cu_op *op)
 	cu_op_range(op, 1, (size_t)rows, 1, 1);
 	return st;
 }
-static const cu_op_impl softmax_bias_impl = { "softmax", softmax_bias_prepare, NULL };
+static const cu_op_impl softmax_bias_impl = { .kind = "softmax", .prepare = softmax_bias_prepare };
 
 int op_softmax_bias(cu_graph *g, int x, int bias, int rows_per_item)
 {

@@ -356,6 +356,7 @@ void rt_destroy(rt_ctx *rt)
 		clReleaseCommandQueue(rt->queue);
 	if (rt->context)
 		clReleaseContext(rt->context);
+	rt_tune_free(rt);
 	free(rt->cache_root);
 	free(rt->cache_dir);
 	free(rt->kernel_dir);

@@ -34,6 +34,10 @@ typedef struct clunet_context {
 	size_t n_programs;
 	int unsaved;           /* programs built from source, not yet in the cache */
 	char *kernel_dir;      /* $CLUNET_KERNEL_DIR: read sources from here */
+
+	/* tuning database (lib/tune/db.c), read on first use */
+	void *tune_db;         /* cJSON object */
+	int tune_loaded;
 } rt_ctx;
 
 /* "CL_OUT_OF_RESOURCES" etc. */
@@ -49,6 +53,15 @@ clunet_status rt_cl_fail(cl_int err, const char *call, const char *what);
 	} while (0)
 
 clunet_status rt_create(const clunet_context_options *opt, rt_ctx **out);
+
+/* The tuning database in the cache folder (lib/tune/db.c): the variant
+ * stored for an op key or NULL; store one; write the file; list entries. */
+const char *rt_tune_get(rt_ctx *rt, const char *key);
+clunet_status rt_tune_put(rt_ctx *rt, const char *key, const char *variant);
+clunet_status rt_tune_save(rt_ctx *rt);
+size_t rt_tune_count(rt_ctx *rt);
+int rt_tune_entry(rt_ctx *rt, size_t i, const char **key, const char **variant);
+void rt_tune_free(rt_ctx *rt);
 void rt_destroy(rt_ctx *rt);
 
 /* The embedded (or $CLUNET_KERNEL_DIR) source of cl/<name>, prelude included.
