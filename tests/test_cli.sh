@@ -143,6 +143,19 @@ expect_error "FreeU on a model without it" "has no FreeU" \
 	"$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st" \
 	--freeu 0.9,0.2,1.5,1.6
 
+# tune: a positional model folder, progress, the database listed afterwards
+if "$clunet" tune "$fixtures/unet1d/hopper_planner_h32" --runs 1 > "$tmp/tune.txt" 2> "$tmp/err" &&
+	grep -q "op shapes" "$tmp/tune.txt" && grep -q "conv_pv" "$tmp/tune.txt"; then
+	ok "tune MODEL_DIR"
+else
+	fail "tune: $(cat "$tmp/err" "$tmp/tune.txt")"
+fi
+"$clunet" tune --list | grep -q "conv_pv .* pv=\|conv_pv .* default" && ok "tune --list" \
+	|| fail "tune --list: $("$clunet" tune --list 2>&1)"
+expect_error "tune without a model" "MODEL_DIR" "$clunet" tune
+expect_error "tune without a cache" "cache is off" \
+	"$clunet" tune "$fixtures/unet1d/hopper_planner_h32" --no-cache
+
 # cache commands
 [ "$("$clunet" cache path)" = "$tmp/cache" ] && ok "cache path" || fail "cache path"
 "$clunet" cache list | grep -q ".bin" && ok "cache list shows entries" || fail "cache list"
