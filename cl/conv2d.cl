@@ -142,3 +142,53 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 		}
 	}
 }
+
+/* The general convolution path (CLUNET_CONV=im2col): the input unrolled
+ * into columns, then one GEMM per batch item against the packed weights,
+ * then conv_epilogue_f32.
+ * im2col_f32: col[n][k][p], k = (ic * KH + ky) * KW + kx, p = oy * OW + ox,
+ * the input read as conv2d_f32 reads it (padding, stride, UPS resampling).
+ * Global range: (OH * OW, IC * KH * KW, N). */
+__kernel void im2col_f32(__global const float *x, uint x_off, __global float *col, uint col_off,
+			 int IC, int IH, int IW, int OH, int OW, int PT, int PL)
+{
+	const int p = get_global_id(0), k = get_global_id(1), n = get_global_id(2);
+	const int P = OH * OW, kx = k % KW, ky = (k / KW) % KH, ic = k / (KW * KH);
+	const int LH = LOGH(IH), LW = LOGW(IW);
+	if (p >= P)
+		return;
+	const int oy = p / OW, ox = p - oy * OW;
+	const int iy = oy * S - PT + ky, ix = ox * S - PL + kx;
+	float v = 0.0f;
+	if (iy >= 0 && iy < LH && TAKE(ix))
+		v = x[x_off + (((size_t)n * IC + ic) * IH + SRCY(iy)) * IW + SRCX(ix)];
+	col[col_off + ((size_t)n * IC * KH * KW + k) * P + p] = v;
+}
+
+/* y = act(((res +) acc + bias[oc] + bias2[n][oc]) / out_div) over [N, OC, P]
+ * (conv2d_f32's epilogue, in diffusers' order). Global range: (P, OC, N). */
+__kernel void conv_epilogue_f32(__global const float *acc, uint acc_off,
+				__global const float *bias, uint bias_off,
+				__global const float *bias2, uint bias2_off,
+				__global const float *res, uint res_off, __global float *y, uint y_off,
+				int OC, int P, float out_div)
+{
+	const int p = get_global_id(0), oc = get_global_id(1), n = get_global_id(2);
+	if (p >= P)
+		return;
+	const size_t at = ((size_t)n * OC + oc) * P + p;
+	float v = acc[acc_off + at];
+#if HAS_BIAS
+	v += bias[bias_off + oc];
+#endif
+#if HAS_BIAS2
+	v += bias2[bias2_off + n * OC + oc];
+#endif
+#if RES
+	v = res[res_off + at] + v;
+#endif
+#if DIV
+	v = v / out_div;
+#endif
+	y[y_off + at] = cu_act(v, ACT);
+}

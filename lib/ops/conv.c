@@ -6,7 +6,10 @@
  *   conv2d (cl/conv2d.cl), every other case (GPU-class devices, strides > 2,
  *     linear layers over a handful of rows): vectors along the output
  *     channels, input scalars broadcast.
- * CLUNET_CONV=pv|direct forces one where both apply. */
+ * And the general path, im2col + GEMM (CLBlast on GPU-class devices, our
+ * kernel on CPUs) + an epilogue, which only CLUNET_CONV=im2col chooses today
+ * (it is slower than the direct kernels on every shape measured here).
+ * CLUNET_CONV=pv|direct|im2col forces one where it applies. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +190,128 @@ static const cu_op_impl conv_pv_impl = { .kind = "conv2d", .prepare = conv_pv_pr
 static const cu_op_impl conv1x1_pv_impl = { .kind = "conv1x1", .prepare = conv_pv_prepare,
 	.tune_key = conv_pv_key, .variant = conv_pv_variant };
 
+/* ---- the general path: im2col + GEMM + epilogue (CLUNET_CONV=im2col) ---- */
+
+enum { I2C_IC, I2C_IH, I2C_IW, I2C_OH, I2C_OW, I2C_PT, I2C_PL, I2C_KH, I2C_KW, I2C_S, I2C_UPS };
+
+static clunet_status conv_opts(char *buf, size_t cap, const cu_op *op, int kh, int kw, int s,
+			       int ups, int act)
+{
+	snprintf(buf, cap,
+		 "-cl-std=CL1.2 -DVW=1 -DOCB=1 -DPX=1 -DKH=%d -DKW=%d -DS=%d -DUPS=%d "
+		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d",
+		 kh, kw, s, ups, op->in[1] >= 0, op->in[2] >= 0, op->in[3] >= 0,
+		 op->fp[0] != 1.0f, act);
+	return CLUNET_OK;
+}
+
+static clunet_status im2col_prepare(cu_plan *p, cu_op *op)
+{
+	const int *ip = op->ip;
+	const cu_tensor *y = cu_t(p->g, op->out);
+	char opts[256];
+	clunet_status st;
+	snprintf(opts, sizeof(opts),
+		 "-cl-std=CL1.2 -DVW=1 -DOCB=1 -DPX=1 -DKH=%d -DKW=%d -DS=%d -DUPS=%d "
+		 "-DHAS_BIAS=0 -DHAS_BIAS2=0 -DRES=0 -DDIV=0 -DACT=0",
+		 ip[I2C_KH], ip[I2C_KW], ip[I2C_S], ip[I2C_UPS]);
+	st = cu_op_kernel(p, op, "conv2d.cl", opts, "im2col_f32");
+	if (!st)
+		st = cu_set_args(p, op, "tt" "iiiiiii", op->in[0], op->out, ip[I2C_IC], ip[I2C_IH],
+				 ip[I2C_IW], ip[I2C_OH], ip[I2C_OW], ip[I2C_PT], ip[I2C_PL]);
+	cu_op_range(op, 3, (size_t)ip[I2C_OH] * (size_t)ip[I2C_OW],
+		    (size_t)ip[I2C_IC] * (size_t)(ip[I2C_KH] * ip[I2C_KW]), (size_t)y->ne[0]);
+	return st;
+}
+
+static clunet_status epilogue_prepare(cu_plan *p, cu_op *op)
+{
+	const cu_tensor *y = cu_t(p->g, op->out);
+	int oc = (int)y->ne[1], pp = (int)(cu_numel(y) / (y->ne[0] * oc));
+	char opts[256];
+	clunet_status st;
+	conv_opts(opts, sizeof(opts), op, 1, 1, 1, 0, op->ip[0]);
+	st = cu_op_kernel(p, op, "conv2d.cl", opts, "conv_epilogue_f32");
+	if (!st)
+		st = cu_set_args(p, op, "ttttt" "iif", op->in[0], op->in[1], op->in[2], op->in[3],
+				 op->out, oc, pp, (double)op->fp[0]);
+	cu_op_range(op, 3, (size_t)pp, (size_t)oc, (size_t)y->ne[0]);
+	return st;
+}
+
+static const cu_op_impl im2col_impl = { .kind = "im2col", .prepare = im2col_prepare };
+static const cu_op_impl epilogue_impl = { .kind = "conv_epilogue", .prepare = epilogue_prepare };
+
+/* Whether the general path runs this convolution: only when forced, and
+ * when the packed panels tile the output channels exactly (the GEMM writes
+ * whole panels). */
+static int use_im2col(int oc, int oct)
+{
+	const char *e = getenv("CLUNET_CONV");
+	return e && !strcmp(e, "im2col") && oc % oct == 0;
+}
+
+static int conv_im2col_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int kw,
+			     const conv_args *a, int oh, int ow, int oct)
+{
+	const cu_tensor *xt = cu_t(g, x);
+	int n = (int)xt->ne[0], ic = (int)xt->ne[1];
+	int ih = xt->ndim == 4 ? (int)xt->ne[2] : 1, iw = xt->ndim == 4 ? (int)xt->ne[3] : 1;
+	int k = ic * kh * kw, pp = oh * ow, col, acc, opi, in[4];
+	col = cu_graph_act(g, 3, (int64_t[]){ n, k, pp });
+	acc = cu_graph_act(g, 3, (int64_t[]){ n, oc, pp });
+	if (col < 0 || acc < 0)
+		return -1;
+	opi = cu_graph_op(g, &im2col_impl, &x, 1, col);
+	if (opi < 0)
+		return -1;
+	{
+		int *ip = g->ops[opi].ip;
+		ip[I2C_IC] = ic;
+		ip[I2C_IH] = ih;
+		ip[I2C_IW] = iw;
+		ip[I2C_OH] = oh;
+		ip[I2C_OW] = ow;
+		ip[I2C_PT] = a->pad_t;
+		ip[I2C_PL] = a->pad_l;
+		ip[I2C_KH] = kh;
+		ip[I2C_KW] = kw;
+		ip[I2C_S] = a->stride;
+		ip[I2C_UPS] = a->upsample;
+	}
+	for (int b = 0; b < n; b++) {
+		/* panel j of the packed weights is A_j^T = [k][oct]: rows j*oct.. of Y */
+		gemm_args ga;
+		memset(&ga, 0, sizeof(ga));
+		ga.trans_a = 1;
+		ga.m = oct;
+		ga.n = pp;
+		ga.k = k;
+		ga.lda = oct;
+		ga.ldb = pp;
+		ga.ldc = pp;
+		ga.batch = oc / oct;
+		ga.stride_a = (long)k * oct;
+		ga.stride_b = 0;
+		ga.stride_c = (long)oct * pp;
+		ga.alpha = 1.0f;
+		if (op_gemm_into(g, w, cu_view(g, col, (int64_t)b * k * pp, 2, (int64_t[]){ k, pp }), &ga,
+				 cu_view(g, acc, (int64_t)b * oc * pp, 2, (int64_t[]){ oc, pp })) < 0)
+			return -1;
+	}
+	in[0] = acc;
+	in[1] = a->bias;
+	in[2] = a->bias2;
+	in[3] = a->res;
+	opi = cu_graph_op(g, &epilogue_impl, in, 4, y);
+	if (opi < 0)
+		return -1;
+	g->ops[opi].ip[0] = a->act;
+	g->ops[opi].fp[0] = a->out_div;
+	g->ops[opi].flops = 0;
+	return y;
+}
+
 /* Whether conv_pv runs this convolution (or CLUNET_CONV forces a choice). */
 static int use_pv(cu_graph *g, int oct, int stride, int q)
 {
@@ -348,6 +473,8 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 			cu_shape_str(cu_t(g, a->bias2), s1, sizeof(s1)), (long long)xt->ne[0], oc);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
+	if (use_im2col(oc, oct))
+		return conv_im2col_graph(g, x, w, y, oc, kh, kw, a, oh, ow, oct);
 	if (use_pv(g, oct, a->stride, oh * (iw + a->pad_l + a->pad_r)))
 		return conv_pv_graph(g, x, w, y, oc, kh, kw, a, oh, ow);
 	in[0] = x;
