@@ -252,6 +252,7 @@ typedef struct clunet_tune_report {
 	size_t candidates;        /* candidates tried */
 	size_t rejected;          /* wrong output or failed to build */
 	size_t too_slow;          /* over the time limit */
+	size_t unconfirmed;       /* first-pass winners that lost the alternating re-check */
 	double default_seconds;   /* the tuned ops of one forward, with defaults */
 	double tuned_seconds;     /* the same with the winners */
 } clunet_tune_report;

@@ -573,8 +573,8 @@ static int cmd_tune(const opts *o)
 		goto out;
 	}
 	printf("%zu op shapes, %zu candidates (%zu wrong or unbuildable, %zu over the time "
-	       "limit)\n",
-	       rep.shapes, rep.candidates, rep.rejected, rep.too_slow);
+	       "limit; %zu first-pass winners not confirmed)\n",
+	       rep.shapes, rep.candidates, rep.rejected, rep.too_slow, rep.unconfirmed);
 	printf("tuned ops of one forward: %.3f s with defaults -> %.3f s tuned (%.2fx)\n",
 	       rep.default_seconds, rep.tuned_seconds,
 	       rep.tuned_seconds > 0 ? rep.default_seconds / rep.tuned_seconds : 0);

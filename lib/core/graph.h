@@ -168,6 +168,7 @@ size_t cu_tensor_bytes(const cu_tensor *t);
  * database and leaves the op prepared with it. */
 typedef struct cu_tune_stats {
 	int keys, candidates, rejected, too_slow;
+	int unconfirmed; /* winners that lost the alternating re-check */
 	double default_s, tuned_s; /* summed over every tuned op of the plan */
 } cu_tune_stats;
 typedef void (*cu_tune_progress)(void *user, int op, int n_ops, const char *key,

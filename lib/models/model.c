@@ -492,6 +492,7 @@ clunet_status clunet_model_tune(clunet_model_t *m, const clunet_tensor *in, size
 		report->candidates = (size_t)stats.candidates;
 		report->rejected = (size_t)stats.rejected;
 		report->too_slow = (size_t)stats.too_slow;
+		report->unconfirmed = (size_t)stats.unconfirmed;
 		report->default_seconds = stats.default_s;
 		report->tuned_seconds = stats.tuned_s;
 	}

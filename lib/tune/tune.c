@@ -3,7 +3,8 @@
  * the real activations of a forward, in op order, so every op sees the
  * inputs it will see in use. A candidate counts only if its output equals
  * the default's within 1e-5 relative L2 and it stays under the time limit;
- * the fastest goes into the per-device database (lib/tune/db.c), which every
+ * the fastest, if it still beats the default by 3 % when the two are timed
+ * again in alternation (the machine's speed drifts), goes into the per-device database (lib/tune/db.c), which every
  * later plan on this device and driver reads. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -142,6 +143,33 @@ static clunet_status tune_op(cu_plan *p, int i, const char *key, int runs, doubl
 		if (t < t_best) {
 			t_best = t;
 			snprintf(best, best_cap, "%s", cand);
+		}
+	}
+	if (strcmp(best, "default") != 0) {
+		/* The machine's speed moves between the default's timing and the
+		 * candidates': confirm the winner in alternating pairs, and keep it only
+		 * if it still wins by 3 %. */
+		double td = 0, tb = 0, sd = 0, sb = 0;
+		for (int r = 0; !st && r < 3; r++) {
+			st = set_variant(p, op, "default");
+			if (!st)
+				st = time_op(p, i, runs, INFINITY, &td, &slow);
+			if (!st)
+				st = set_variant(p, op, best);
+			if (!st)
+				st = time_op(p, i, runs, INFINITY, &tb, &slow);
+			sd += td;
+			sb += tb;
+		}
+		if (st)
+			goto out;
+		if (sb > 0.97 * sd) {
+			stats->unconfirmed++;
+			snprintf(best, best_cap, "default");
+			t_best = t_def;
+		} else {
+			t_def = sd / 3;
+			t_best = sb / 3;
 		}
 	}
 	st = set_variant(p, op, best);
