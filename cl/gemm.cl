@@ -146,3 +146,70 @@ __kernel void gemm_dot(__global const float *a, uint a_off, __global const float
 	}
 }
 #endif
+
+/* gemm_tiled: the classic GPU shape (CLUNET_GEMM=tiled; GPU-class devices):
+ * a 16x16 work-group computes a 64x64 block of C, each work-item 4x4 of it
+ * (rows ty + 16 r, columns tx + 16 s), over K in steps of 16 staged in local
+ * memory; loads are laid out so that neighbouring work-items read
+ * neighbouring addresses whichever operand is transposed. Any m, n, k.
+ * Global range: (16 ceil(n / 64), 16 ceil(m / 64), batch), local (16, 16, 1). */
+#ifdef TILED
+#define TS 64
+#define TK 16
+#define WPT 4
+__kernel __attribute__((reqd_work_group_size(16, 16, 1)))
+void gemm_tiled(__global const float *a, uint a_off, __global const float *b, uint b_off,
+		__global float *c, uint c_off, int m, int n, int k, int lda, int ldb, int ldc,
+		int sa, int sb, int sc, float alpha)
+{
+	const int tx = get_local_id(0), ty = get_local_id(1), lid = ty * 16 + tx;
+	const int j0 = get_group_id(0) * TS, i0 = get_group_id(1) * TS, q = get_global_id(2);
+	__local float as[TK][TS + 1], bs[TK][TS + 1];
+	float acc[WPT][WPT];
+	a += a_off + (size_t)q * sa;
+	b += b_off + (size_t)q * sb;
+	c += c_off + (size_t)q * sc;
+	for (int r = 0; r < WPT; r++)
+		for (int s = 0; s < WPT; s++)
+			acc[r][s] = 0.0f;
+	for (int l0 = 0; l0 < k; l0 += TK) {
+		for (int t = lid; t < TK * TS; t += 256) {
+			int l, i;
+			if (TA) {
+				l = t / TS;
+				i = t % TS;
+			} else {
+				i = t / TK;
+				l = t % TK;
+			}
+			as[l][i] = i0 + i < m && l0 + l < k ? A_AT(i0 + i, l0 + l) : 0.0f;
+			if (TB) {
+				i = t / TK;
+				l = t % TK;
+			} else {
+				l = t / TS;
+				i = t % TS;
+			}
+			bs[l][i] = j0 + i < n && l0 + l < k ? B_AT(l0 + l, j0 + i) : 0.0f;
+		}
+		barrier(CLK_LOCAL_MEM_FENCE);
+		for (int l = 0; l < TK; l++) {
+			float av[WPT], bv[WPT];
+			for (int r = 0; r < WPT; r++)
+				av[r] = as[l][ty + 16 * r];
+			for (int s = 0; s < WPT; s++)
+				bv[s] = bs[l][tx + 16 * s];
+			for (int r = 0; r < WPT; r++)
+				for (int s = 0; s < WPT; s++)
+					acc[r][s] = fma(av[r], bv[s], acc[r][s]);
+		}
+		barrier(CLK_LOCAL_MEM_FENCE);
+	}
+	for (int r = 0; r < WPT; r++)
+		for (int s = 0; s < WPT; s++) {
+			const int i = i0 + ty + 16 * r, j = j0 + tx + 16 * s;
+			if (i < m && j < n)
+				c[(size_t)i * ldc + j] = alpha * acc[r][s];
+		}
+}
+#endif

@@ -1406,6 +1406,10 @@ int main(void)
 	test_gemm(1, 0, 64, 64, 64, 1, 0.125f);
 	test_gemm(0, 1, 33, 31, 17, 3, 1.0f); /* dot path with a ragged k */
 	test_gemm(0, 1, 8, 64, 256, 2, 1.0f);
+	test_gemm(0, 0, 131, 77, 45, 2, 1.0f);   /* several 64x64 blocks, ragged edges */
+	test_gemm(1, 0, 70, 129, 33, 1, 0.5f);
+	test_gemm(0, 1, 97, 65, 80, 2, 1.0f);
+	test_gemm(1, 1, 66, 67, 19, 1, 1.0f);
 
 	test_conv1d(2, 3, 5, 37, 5, 1, 2, 0);
 	test_conv1d(1, 17, 33, 61, 5, 2, 2, 0);   /* kernel 5, stride 2, odd length */

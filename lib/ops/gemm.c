@@ -11,18 +11,29 @@
 #include "ops.h"
 
 enum { P_TA, P_TB, P_M, P_N, P_K, P_LDA, P_LDB, P_LDC, P_BATCH, P_SA, P_SB, P_SC, P_IMPL };
-enum { IMPL_CLBLAST, IMPL_OWN, IMPL_REF };
+enum { IMPL_CLBLAST, IMPL_OWN, IMPL_REF, IMPL_TILED };
 
-static int choose_impl(const rt_ctx *rt)
+/* CLUNET_GEMM forces an implementation; else the tuning database's choice
+ * (GPU-class devices: clblast or tiled); else CLBlast on GPU-class devices,
+ * our SIMD kernels on CPU-class ones. The tiled kernel needs 256-item groups. */
+static int choose_impl(cu_plan *p, const cu_op *op)
 {
-	const char *e = getenv("CLUNET_GEMM");
+	const char *e = getenv("CLUNET_GEMM"), *v;
+	int tiled_ok = p->rt->max_wg >= 256;
 	if (e && !strcmp(e, "clblast"))
 		return IMPL_CLBLAST;
 	if (e && !strcmp(e, "own"))
 		return IMPL_OWN;
 	if (e && !strcmp(e, "ref"))
 		return IMPL_REF;
-	return rt->is_cpu ? IMPL_OWN : IMPL_CLBLAST;
+	if (e && !strcmp(e, "tiled") && tiled_ok)
+		return IMPL_TILED;
+	v = cu_op_variant(p, op);
+	if (strstr(v, "impl=tiled") && tiled_ok)
+		return IMPL_TILED;
+	if (strstr(v, "impl=clblast"))
+		return IMPL_CLBLAST;
+	return p->rt->is_cpu ? IMPL_OWN : IMPL_CLBLAST;
 }
 
 static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
@@ -32,10 +43,25 @@ static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
 	const char *kernel;
 	char opts[160];
 	clunet_status st;
-	ip[P_IMPL] = choose_impl(p->rt);
+	ip[P_IMPL] = choose_impl(p, op);
 	if (ip[P_IMPL] == IMPL_CLBLAST) {
 		op->kernel_name = "CLBlastSgemmStridedBatched";
 		return CLUNET_OK;
+	}
+	if (ip[P_IMPL] == IMPL_TILED) {
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DVW=16 -DMR=1 -DNB=1 -DNR=1 -DTA=%d "
+			 "-DTB=%d -DTILED", ta, tb);
+		st = cu_op_kernel(p, op, "gemm.cl", opts, "gemm_tiled");
+		if (st)
+			return st;
+		cu_op_range(op, 3, (size_t)(n + 63) / 64 * 16, (size_t)(m + 63) / 64 * 16,
+			    (size_t)ip[P_BATCH]);
+		op->use_lws = 1;
+		op->lws[0] = op->lws[1] = 16;
+		op->lws[2] = 1;
+		return cu_set_args(p, op, "ttt" "iiiiiiiii" "f", op->in[0], op->in[1], op->out, m, n,
+				   ip[P_K], ip[P_LDA], ip[P_LDB], ip[P_LDC], ip[P_SA], ip[P_SB],
+				   ip[P_SC], (double)op->fp[0]);
 	}
 	if (ip[P_IMPL] == IMPL_REF || (ta && tb)) {
 		kernel = "gemm_ref";
@@ -90,7 +116,30 @@ static clunet_status gemm_enqueue(cu_plan *p, cu_op *op, cl_event *ev)
 	return CLUNET_OK;
 }
 
-static const cu_op_impl gemm_impl = { .kind = "gemm", .prepare = gemm_prepare, .enqueue = gemm_enqueue };
+/* Tuning on GPU-class devices: CLBlast against our tiled kernel (on CPU-class
+ * devices the SIMD kernels have no rival worth a CLBlast compile per shape). */
+static int gemm_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
+{
+	const int *ip = op->ip;
+	if (p->rt->is_cpu || getenv("CLUNET_GEMM"))
+		return 0;
+	snprintf(buf, cap, "gemm ta%d tb%d m%d n%d k%d batch%d", ip[P_TA], ip[P_TB], ip[P_M],
+		 ip[P_N], ip[P_K], ip[P_BATCH]);
+	return 1;
+}
+
+static int gemm_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
+{
+	(void)op;
+	if (i != 0 || p->rt->max_wg < 256)
+		return 0;
+	snprintf(buf, cap, "impl=tiled");
+	return 1;
+}
+
+static const cu_op_impl gemm_impl = { .kind = "gemm", .prepare = gemm_prepare,
+				      .enqueue = gemm_enqueue, .tune_key = gemm_key,
+				      .variant = gemm_variant };
 
 static int gemm_op(cu_graph *g, int a, int b, const gemm_args *x, int y, int out_ndim,
 		   const int64_t *out_ne);
