@@ -41,6 +41,7 @@ __kernel void gemm_vn(__global const float *a, uint a_off, __global const float 
 		      int sa, int sb, int sc, float alpha)
 {
 	const int j0 = get_global_id(0) * VW * NB, i0 = get_global_id(1) * MR, q = get_global_id(2);
+	const int full = j0 + VW * NB <= n; /* else the ragged last columns: guarded loads */
 	a += a_off + (size_t)q * sa;
 	b += b_off + (size_t)q * sb;
 	c += c_off + (size_t)q * sc;
@@ -48,40 +49,49 @@ __kernel void gemm_vn(__global const float *a, uint a_off, __global const float 
 	#pragma unroll
 	for (int r = 0; r < MR; r++)
 		rows[r] = min(i0 + r, m - 1); /* clamp: extra rows compute, never store */
-	if (j0 + VW * NB <= n) {
-		VT acc[MR][NB];
+	VT acc[MR][NB];
+	#pragma unroll
+	for (int r = 0; r < MR; r++)
 		#pragma unroll
-		for (int r = 0; r < MR; r++)
+		for (int v = 0; v < NB; v++)
+			acc[r][v] = 0.0f;
+	for (int l = 0; l < k; l++) {
+		VT bv[NB];
+		__global const float *bl = b + (size_t)l * ldb + j0;
+		if (full) {
 			#pragma unroll
 			for (int v = 0; v < NB; v++)
-				acc[r][v] = 0.0f;
-		for (int l = 0; l < k; l++) {
-			VT bv[NB];
-			#pragma unroll
-			for (int v = 0; v < NB; v++)
-				bv[v] = VLOAD(0, b + (size_t)l * ldb + j0 + v * VW);
-			#pragma unroll
-			for (int r = 0; r < MR; r++) {
-				const VT av = (VT)(A_AT(rows[r], l));
-				#pragma unroll
-				for (int v = 0; v < NB; v++)
-					acc[r][v] = fma(av, bv[v], acc[r][v]);
+				bv[v] = VLOAD(0, bl + v * VW);
+		} else {
+			for (int v = 0; v < NB; v++) {
+				float t[VW];
+				for (int x = 0; x < VW; x++)
+					t[x] = j0 + v * VW + x < n ? bl[v * VW + x] : 0.0f;
+				bv[v] = VLOAD(0, t);
 			}
 		}
 		#pragma unroll
-		for (int r = 0; r < MR; r++)
-			if (i0 + r < m)
-				#pragma unroll
-				for (int v = 0; v < NB; v++)
-					VSTORE(alpha * acc[r][v], 0, c + (size_t)(i0 + r) * ldc + j0 + v * VW);
-	} else { /* the ragged last columns */
-		for (int j = j0; j < n; j++)
-			for (int r = 0; r < MR && i0 + r < m; r++) {
-				float acc = 0.0f;
-				for (int l = 0; l < k; l++)
-					acc = fma(A_AT(i0 + r, l), b[(size_t)l * ldb + j], acc);
-				c[(size_t)(i0 + r) * ldc + j] = alpha * acc;
+		for (int r = 0; r < MR; r++) {
+			const VT av = (VT)(A_AT(rows[r], l));
+			#pragma unroll
+			for (int v = 0; v < NB; v++)
+				acc[r][v] = fma(av, bv[v], acc[r][v]);
+		}
+	}
+	for (int r = 0; r < MR; r++) {
+		if (i0 + r >= m)
+			break;
+		__global float *cr = c + (size_t)(i0 + r) * ldc + j0;
+		for (int v = 0; v < NB; v++) {
+			if (full) {
+				VSTORE(alpha * acc[r][v], 0, cr + v * VW);
+			} else {
+				float t[VW];
+				VSTORE(alpha * acc[r][v], 0, t);
+				for (int x = 0; x < VW && j0 + v * VW + x < n; x++)
+					cr[v * VW + x] = t[x];
 			}
+		}
 	}
 }
 #endif

@@ -39,7 +39,7 @@ static int choose_impl(cu_plan *p, const cu_op *op)
 static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
 {
 	int *ip = op->ip, ta = ip[P_TA], tb = ip[P_TB], m = ip[P_M], n = ip[P_N];
-	const int vw = 16, mr = 4, nb = 2, nr = 4;
+	const int vw = 16, mr = 6, nb = ip[P_N] > 32 ? 4 : ip[P_N] > 16 ? 2 : 1, nr = 4;
 	const char *kernel;
 	char opts[160];
 	clunet_status st;
