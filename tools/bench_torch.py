@@ -57,15 +57,26 @@ def torch_worker(args):
         if cfg.get("num_class_embeds") or cfg.get("class_embed_type"):
             kwargs["class_labels"] = torch.zeros(args.batch, dtype=torch.long)
     times = []
+    import resource
     import time
+
+    def rss_kib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    rss0, max0 = rss_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.no_grad():
-        model(sample, t, **kwargs)  # warm-up
+        model(sample, t, **kwargs)  # warm-up; its memory peak is torch's activation peak
+        max1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # growth of the process's peak resident memory over what it held before the forward
+        # (weights, inputs): activations and workspaces; hidden (None) if construction peaked higher
+        peak_mib = (max1 - rss0) / 1024 if max1 > max0 else None
         for _ in range(args.runs):
             t0 = time.perf_counter()
             model(sample, t, **kwargs)
             times.append(time.perf_counter() - t0)
     print(json.dumps({"median_s": statistics.median(times), "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "peak_mib": peak_mib}))
 
 
 def main():
@@ -113,10 +124,13 @@ def main():
     c_med = statistics.median(c["median_s"] for c, _ in rows)
     t_med = statistics.median(t["median_s"] for _, t in rows)
     print("median over %d rounds: clunet %.4f s, torch %.4f s, clunet/torch time ratio %.2f "
-          "(per round %s); %.3f GFLOP, peak activations %.2f MiB"
+          "(per round %s); %.3f GFLOP, peak activations %.2f MiB (torch: forward's peak RSS "
+          "growth %s)"
           % (len(rows), c_med, t_med, statistics.median(ratios),
              ", ".join("%.2f" % x for x in ratios), rows[0][0]["gflop"],
-             rows[0][0]["peak_activation_bytes"] / 2**20))
+             rows[0][0]["peak_activation_bytes"] / 2**20,
+             "%.1f MiB" % rows[0][1]["peak_mib"] if rows[0][1].get("peak_mib") is not None
+             else "not measurable"))
 
 
 if __name__ == "__main__":
