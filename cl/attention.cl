@@ -241,69 +241,101 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
  * and rescale are lane-wise: no horizontal reductions, full vector width in
  * both products whatever D is. The last work-item overlaps its neighbour
  * (same values written twice) instead of running a ragged tile.
- * Defines: D, KB, MASK. Global range: (ceil(LQ / 16), batch * heads). */
+ * QV vectors of 16 queries per work-item share each broadcast key and value
+ * entry (LQ >= 16 QV). Defines: D, KB, QV, MASK. Global range:
+ * (ceil(LQ / (16 QV)), batch * heads). */
 #ifdef QLANES
 __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __global const float *kt,
 				    uint kt_off, __global const float *vt, uint vt_off,
 				    __global const float *mask, uint m_off, __global float *out,
 				    uint out_off, int LQ, int LK, int heads, float scale)
 {
-	const int i0 = min((int)get_global_id(0) * 16, LQ - 16), b = get_global_id(1);
+	const int i0 = min((int)get_global_id(0) * 16 * QV, LQ - 16 * QV), b = get_global_id(1);
 	__global const float *qb = q + q_off + (size_t)b * D * LQ + i0;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
-	float16 acc[D], m = (float16)(-INFINITY), l = 0.0f;
+	float16 acc[QV][D], m[QV], l[QV];
 	#pragma unroll
-	for (int e = 0; e < D; e++)
-		acc[e] = 0.0f;
+	for (int u = 0; u < QV; u++) {
+		m[u] = (float16)(-INFINITY);
+		l[u] = 0.0f;
+		#pragma unroll
+		for (int e = 0; e < D; e++)
+			acc[u][e] = 0.0f;
+	}
 	for (int j0 = 0; j0 < LK; j0 += KB) {
-		float16 s[KB];
+		float16 s[QV][KB];
 		__global const float *kj[KB], *vj[KB];
 		#pragma unroll
 		for (int jj = 0; jj < KB; jj++) {
 			const int j = min(j0 + jj, LK - 1); /* past the end: masked below */
 			kj[jj] = kb + (size_t)j * D;
 			vj[jj] = vb + (size_t)j * D;
-			s[jj] = 0.0f;
+			#pragma unroll
+			for (int u = 0; u < QV; u++)
+				s[u][jj] = 0.0f;
 		}
 		#pragma unroll
 		for (int e = 0; e < D; e++) {
-			const float16 qe = vload16(0, qb + (size_t)e * LQ);
+			float16 qe[QV];
 			#pragma unroll
-			for (int jj = 0; jj < KB; jj++)
-				s[jj] = fma(qe, (float16)(kj[jj][e]), s[jj]);
+			for (int u = 0; u < QV; u++)
+				qe[u] = vload16(u, qb + (size_t)e * LQ);
+			#pragma unroll
+			for (int jj = 0; jj < KB; jj++) {
+				const float16 kv = (float16)(kj[jj][e]);
+				#pragma unroll
+				for (int u = 0; u < QV; u++)
+					s[u][jj] = fma(qe[u], kv, s[u][jj]);
+			}
 		}
-		float16 bmax = m;
+		float16 keep[QV];
 		#pragma unroll
-		for (int jj = 0; jj < KB; jj++) {
-			s[jj] *= scale;
+		for (int u = 0; u < QV; u++) {
+			float16 bmax = m[u];
+			#pragma unroll
+			for (int jj = 0; jj < KB; jj++) {
+				s[u][jj] *= scale;
 #if MASK
-			s[jj] += mask[m_off + (size_t)(b / heads) * LK + min(j0 + jj, LK - 1)];
+				s[u][jj] += mask[m_off + (size_t)(b / heads) * LK + min(j0 + jj, LK - 1)];
 #endif
-			if (j0 + jj >= LK)
-				s[jj] = (float16)(-INFINITY);
-			bmax = fmax(bmax, s[jj]);
-		}
-		const float16 keep = exp(m - bmax); /* 0 on the first block */
-		m = bmax;
-		l *= keep;
-		#pragma unroll
-		for (int jj = 0; jj < KB; jj++) {
-			s[jj] = exp(s[jj] - m);
-			l += s[jj];
+				if (j0 + jj >= LK)
+					s[u][jj] = (float16)(-INFINITY);
+				bmax = fmax(bmax, s[u][jj]);
+			}
+			keep[u] = exp(m[u] - bmax); /* 0 on the first block */
+			m[u] = bmax;
+			l[u] *= keep[u];
+			#pragma unroll
+			for (int jj = 0; jj < KB; jj++) {
+				s[u][jj] = exp(s[u][jj] - m[u]);
+				l[u] += s[u][jj];
+			}
 		}
 		#pragma unroll
 		for (int e = 0; e < D; e++) {
-			float16 a = acc[e] * keep;
+			float16 a[QV];
 			#pragma unroll
-			for (int jj = 0; jj < KB; jj++)
-				a = fma(s[jj], (float16)(vj[jj][e]), a);
-			acc[e] = a;
+			for (int u = 0; u < QV; u++)
+				a[u] = acc[u][e] * keep[u];
+			#pragma unroll
+			for (int jj = 0; jj < KB; jj++) {
+				const float16 vv = (float16)(vj[jj][e]);
+				#pragma unroll
+				for (int u = 0; u < QV; u++)
+					a[u] = fma(s[u][jj], vv, a[u]);
+			}
+			#pragma unroll
+			for (int u = 0; u < QV; u++)
+				acc[u][e] = a[u];
 		}
 	}
-	const float16 inv = 1.0f / l;
 	#pragma unroll
-	for (int e = 0; e < D; e++)
-		vstore16(acc[e] * inv, 0, out + out_off + ((size_t)b * D + e) * LQ + i0);
+	for (int u = 0; u < QV; u++) {
+		const float16 inv = 1.0f / l[u];
+		#pragma unroll
+		for (int e = 0; e < D; e++)
+			vstore16(acc[u][e] * inv, u, out + out_off + ((size_t)b * D + e) * LQ + i0);
+	}
 }
 #endif

@@ -50,16 +50,24 @@ static int head_vector_width(int d)
 
 static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 {
-	const int *ip = op->ip;
-	char opts[128];
+	int *ip = op->ip;
+	char opts[160];
 	clunet_status st;
 	if (ip[P_VE] < 0) {
 		/* 8 keys a block by default: 15 % faster than 16 at d 40 */
-		int kb = cu_variant_int(cu_op_variant(p, op), "kb", 8);
+		const char *v = cu_op_variant(p, op);
+		int kb = cu_variant_int(v, "kb", 8);
+		/* 2 query vectors per work-item: 1.5x slower here (register pressure),
+		 * left to the tuner for devices with more registers */
+		int qv = cu_variant_int(v, "qv", 1);
 		if (kb != 4 && kb != 16)
 			kb = 8;
-		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DQLANES -DMASK=%d",
-			 ip[P_D], kb, op->in[3] >= 0);
+		if (qv != 2 || ip[P_LQ] < 32)
+			qv = 1;
+		ip[P_QB] = qv; /* the range below */
+		snprintf(opts, sizeof(opts),
+			 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DQV=%d -DQLANES -DMASK=%d", ip[P_D], kb,
+			 qv, op->in[3] >= 0);
 		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_q_f32");
 	} else if (ip[P_VE]) {
 		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DVE=%d -DMASK=%d",
@@ -74,7 +82,8 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 		st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
 				 ip[P_LQ], ip[P_LK], ip[P_HEADS], (double)op->fp[0]);
 	if (ip[P_VE] < 0)
-		cu_op_range(op, 2, (size_t)(ip[P_LQ] + 15) / 16, (size_t)ip[P_BH], 1);
+		cu_op_range(op, 2, (size_t)(ip[P_LQ] + 16 * ip[P_QB] - 1) / (size_t)(16 * ip[P_QB]),
+			    (size_t)ip[P_BH], 1);
 	else
 		cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB],
 			    (size_t)ip[P_BH], 1);
@@ -98,10 +107,10 @@ static int fused_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 static int fused_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
 {
 	(void)p;
-	(void)op;
-	if (i < 0 || i > 1)
+	static const char *const v[] = { "kb=4", "kb=16", "kb=8,qv=2" };
+	if (i < 0 || i >= (int)CU_ARRAY_LEN(v) || (i == 2 && op->ip[P_LQ] < 32))
 		return 0;
-	snprintf(buf, cap, "kb=%d", i ? 16 : 4);
+	snprintf(buf, cap, "%s", v[i]);
 	return 1;
 }
 
