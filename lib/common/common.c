@@ -1,4 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <unistd.h>
+
 #include "common.h"
 
 #include <errno.h>
@@ -255,7 +258,86 @@ static inline float half_to_float_inline(uint16_t h)
 	return f;
 }
 
+typedef struct par_job {
+	void (*fn)(void *ctx, size_t lo, size_t hi);
+	void *ctx;
+	size_t lo, hi;
+} par_job;
+
+static void *par_run(void *arg)
+{
+	par_job *j = arg;
+	j->fn(j->ctx, j->lo, j->hi);
+	return NULL;
+}
+
+void cu_parallel(size_t n, size_t min_chunk, void (*fn)(void *ctx, size_t lo, size_t hi),
+		 void *ctx)
+{
+	enum { MAX_THREADS = 8 };
+	pthread_t th[MAX_THREADS];
+	par_job jobs[MAX_THREADS];
+	int started[MAX_THREADS] = { 0 };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nt = cpus > 0 ? (size_t)cpus : 1, chunk;
+	if (nt > MAX_THREADS)
+		nt = MAX_THREADS;
+	if (min_chunk < 1)
+		min_chunk = 1;
+	if (n / min_chunk < nt)
+		nt = n / min_chunk ? n / min_chunk : 1;
+	if (nt <= 1) {
+		fn(ctx, 0, n);
+		return;
+	}
+	chunk = (n + nt - 1) / nt;
+	for (size_t t = 0; t < nt; t++) {
+		jobs[t].fn = fn;
+		jobs[t].ctx = ctx;
+		jobs[t].lo = t * chunk < n ? t * chunk : n;
+		jobs[t].hi = (t + 1) * chunk < n ? (t + 1) * chunk : n;
+		if (t > 0)
+			started[t] = pthread_create(&th[t], NULL, par_run, &jobs[t]) == 0;
+	}
+	par_run(&jobs[0]);
+	for (size_t t = 1; t < nt; t++) {
+		if (started[t])
+			pthread_join(th[t], NULL);
+		else /* no thread to be had: this one does the work */
+			par_run(&jobs[t]);
+	}
+}
+
+static void convert_serial(float *dst, const void *src, clunet_dtype dt, size_t n);
+
+typedef struct convert_job {
+	float *dst;
+	const unsigned char *src;
+	clunet_dtype dt;
+	size_t elem;
+} convert_job;
+
+static void convert_range(void *ctx, size_t lo, size_t hi)
+{
+	convert_job *j = ctx;
+	convert_serial(j->dst + lo, j->src + lo * j->elem, j->dt, hi - lo);
+}
+
 void cu_convert_to_f32(float *dst, const void *src, clunet_dtype dt, size_t n)
+{
+	convert_job j;
+	j.dst = dst;
+	j.src = src;
+	j.dt = dt;
+	j.elem = cu_dtype_size(dt);
+	if (j.elem == 0) { /* not a dtype we convert: the caller checked */
+		convert_serial(dst, src, dt, n);
+		return;
+	}
+	cu_parallel(n, (size_t)1 << 20, convert_range, &j);
+}
+
+static void convert_serial(float *dst, const void *src, clunet_dtype dt, size_t n)
 {
 	if (dt == CLUNET_F32) {
 		memcpy(dst, src, n * 4);

@@ -58,6 +58,10 @@ const char *cu_dtype_name(clunet_dtype dt);
 int cu_dtype_is_float(clunet_dtype dt);
 /* Converts n elements of `src` (dtype dt, possibly unaligned) to float/double/int64. */
 void cu_convert_to_f32(float *dst, const void *src, clunet_dtype dt, size_t n);
+/* fn(ctx, lo, hi) over [0, n) split across the machine's cores (chunks of at
+ * least min_chunk; the calling thread takes one); serial when small. */
+void cu_parallel(size_t n, size_t min_chunk, void (*fn)(void *ctx, size_t lo, size_t hi),
+		 void *ctx);
 void cu_convert_to_f64(double *dst, const void *src, clunet_dtype dt, size_t n);
 void cu_convert_to_i64(int64_t *dst, const void *src, clunet_dtype dt, size_t n);
 

@@ -42,19 +42,36 @@ size_t conv_packed_size(int oc, int ic, int kh, int kw, int oct)
 	return nb * (size_t)oct * (size_t)ic * (size_t)kh * (size_t)kw;
 }
 
+typedef struct pack_job {
+	const float *w;
+	int oc, ic, kh, kw, oct;
+	float *dst;
+} pack_job;
+
+static void pack_panels(void *ctx, size_t b0, size_t b1)
+{
+	const pack_job *j = ctx;
+	size_t k = b0 * (size_t)j->oct * (size_t)j->ic * (size_t)j->kh * (size_t)j->kw;
+	for (size_t b = b0; b < b1; b++)
+		for (int c = 0; c < j->ic; c++)
+			for (int y = 0; y < j->kh; y++)
+				for (int x = 0; x < j->kw; x++)
+					for (int t = 0; t < j->oct; t++) {
+						size_t o = b * (size_t)j->oct + (size_t)t;
+						j->dst[k++] = o < (size_t)j->oc
+							? j->w[((o * (size_t)j->ic + (size_t)c) * (size_t)j->kh +
+								(size_t)y) * (size_t)j->kw + (size_t)x]
+							: 0.0f;
+					}
+}
+
 void conv_pack(const float *w, int oc, int ic, int kh, int kw, int oct, float *dst)
 {
-	int nb = (oc + oct - 1) / oct;
-	size_t k = 0;
-	for (int b = 0; b < nb; b++)
-		for (int c = 0; c < ic; c++)
-			for (int y = 0; y < kh; y++)
-				for (int x = 0; x < kw; x++)
-					for (int j = 0; j < oct; j++) {
-						int o = b * oct + j;
-						dst[k++] = o < oc ? w[(((size_t)o * ic + c) * kh + y) * kw + x]
-								  : 0.0f;
-					}
+	pack_job j = { w, oc, ic, kh, kw, oct, dst };
+	size_t per = (size_t)oct * (size_t)ic * (size_t)kh * (size_t)kw;
+	/* panels over the cores (a model's weights are packed once, at load) */
+	cu_parallel((size_t)(oc + oct - 1) / (size_t)oct, per ? ((size_t)1 << 18) / per + 1 : 1,
+		    pack_panels, &j);
 }
 
 void conv_args_init(conv_args *a, int pad)
