@@ -1367,8 +1367,13 @@ out:
 	free(x);
 }
 
-int main(void)
+/* test_ops [conv|gemm]: everything, or only one family (the suites that force
+ * one implementation, CLUNET_CONV=... or CLUNET_GEMM=..., run only what it
+ * changes) */
+int main(int argc, char **argv)
 {
+	const char *only = argc > 1 ? argv[1] : NULL;
+	const int all = !only, conv = all || !strcmp(only, "conv"), gemm = all || !strcmp(only, "gemm");
 	clunet_context_options o;
 	char *cache = tu_tempdir("ops-cache");
 	clunet_context_options_init(&o);
@@ -1381,126 +1386,135 @@ int main(void)
 	printf("device: %s (%s kernels)\n", rt->info.name, rt->is_cpu ? "CPU-shaped" : "GPU-shaped");
 	cu_rng_seed(&rng, 20261122);
 
-	tests_conv();
-	test_tuner_rejects_wrong();
-	test_group_norm(2, 12, 7, 5, 4, 1, 0, CU_ACT_SILU, 1e-5f);
-	test_group_norm(1, 32, 1, 1, 32, 1, 0, CU_ACT_NONE, 1e-6f);
-	test_group_norm(3, 20, 9, 11, 5, 0, 1, CU_ACT_MISH, 1e-5f);
-	test_group_norm(1, 64, 33, 31, 32, 1, 0, CU_ACT_GELU, 1e-6f);
-	test_group_norm(2, 6, 4, 4, 3, 1, 1, CU_ACT_RELU, 1e-5f);
-	test_group_norm(1, 9, 101, 1, 3, 1, 0, CU_ACT_NONE, 1e-5f);
-	test_group_norm(1, 4, 211, 199, 1, 0, 1, CU_ACT_SILU, 1e-5f); /* split form, scale-shift */
-	test_softmax(7, 13, 1.0f);
-	test_softmax(33, 256, 0.125f);
-	test_softmax(1, 1, 1.0f);
-	test_eltwise();
-	test_concat(2, 3, 5, 7, 9);
-	test_concat(1, 16, 1, 1, 1);
-	test_resample();
-	test_embeddings();
-	test_gemm(1, 0, 37, 37, 9, 3, 0.333f);
-	test_gemm(0, 1, 5, 65, 65, 2, 1.0f);
-	test_gemm(0, 0, 16, 17, 31, 1, -2.0f);
-	test_gemm(1, 1, 3, 4, 5, 7, 1.0f);
-	test_gemm(0, 0, 9, 100, 7, 2, 1.0f);  /* ragged columns and rows, vector path */
-	test_gemm(1, 0, 64, 64, 64, 1, 0.125f);
-	test_gemm(0, 1, 33, 31, 17, 3, 1.0f); /* dot path with a ragged k */
-	test_gemm(0, 1, 8, 64, 256, 2, 1.0f);
-	test_gemm(0, 0, 131, 77, 45, 2, 1.0f);   /* several 64x64 blocks, ragged edges */
-	test_gemm(1, 0, 70, 129, 33, 1, 0.5f);
-	test_gemm(0, 1, 97, 65, 80, 2, 1.0f);
-	test_gemm(1, 1, 66, 67, 19, 1, 1.0f);
-
-	test_conv1d(2, 3, 5, 37, 5, 1, 2, 0);
-	test_conv1d(1, 17, 33, 61, 5, 2, 2, 0);   /* kernel 5, stride 2, odd length */
-	test_conv1d(2, 16, 16, 33, 3, 2, 1, 0);   /* the RL Downsample1D */
-	test_conv1d(1, 9, 70, 13, 1, 1, 0, 0);
-	test_conv1d(2, 16, 16, 9, 4, 2, 1, 1);    /* ConvTranspose1d(4, 2, 1) */
-	test_conv1d(1, 7, 33, 17, 4, 2, 1, 1);
-	test_resample1d(5, 64, 0);
-	test_resample1d(3, 37, 0);
-	test_resample1d(5, 8, 1);
-	test_resample1d(3, 37, 1);
-	test_resample1d(2, 3, 1);                 /* the shortest row reflect padding allows */
-	test_group_norm_post(2, 24, 37, 8);
-	test_group_norm_post(1, 9, 129, 1);
-	test_group_norm_post(1, 3, 40001, 1);     /* long single group: the split form */
-	test_group_norm_post(2, 16, 9999, 2);
-	test_repeat(2, 16, 37);
-	test_attention1d(2, 64, 37, 2);
-	test_attention1d(1, 32, 8, 1);
-	test_attention1d(1, 96, 17, 3);
-	/* on CPU-class devices: first the query-lane kernel wherever lq >= 16,
-	 * then the key-vector kernel forced (CLUNET_ATTENTION_KERNEL=keys) */
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 1)
-			setenv("CLUNET_ATTENTION_KERNEL", "keys", 1);
-		test_attention_fused(2, 32, 37, 37);
-		test_attention_fused(3, 40, 17, 77);   /* cross-attention shape, odd sizes */
-		test_attention_fused(1, 64, 5, 3);
-		test_attention_fused(2, 160, 9, 33);
-		test_attention_fused(2, 160, 19, 33);  /* key blocks of 8 (large d) */
-		test_attention_fused(1, 7, 64, 64);
-		test_attention_fused(1, 40, 16, 5);    /* exactly one query tile, one ragged key block */
-		test_attention_fused_mask(2, 3, 8, 17, 77);  /* ragged key block */
-		test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
-		test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */
-		test_attention_fused_mask(2, 1, 64, 5, 3);
-		test_attention_fused_mask(1, 5, 13, 11, 1);  /* one key */
-		test_attention_fused_mask(2, 2, 24, 33, 1);  /* one key, query lanes */
+	if (conv)
+		tests_conv();
+	if (all)
+		test_tuner_rejects_wrong();
+	if (all) {
+		test_group_norm(2, 12, 7, 5, 4, 1, 0, CU_ACT_SILU, 1e-5f);
+		test_group_norm(1, 32, 1, 1, 32, 1, 0, CU_ACT_NONE, 1e-6f);
+		test_group_norm(3, 20, 9, 11, 5, 0, 1, CU_ACT_MISH, 1e-5f);
+		test_group_norm(1, 64, 33, 31, 32, 1, 0, CU_ACT_GELU, 1e-6f);
+		test_group_norm(2, 6, 4, 4, 3, 1, 1, CU_ACT_RELU, 1e-5f);
+		test_group_norm(1, 9, 101, 1, 3, 1, 0, CU_ACT_NONE, 1e-5f);
+		test_group_norm(1, 4, 211, 199, 1, 0, 1, CU_ACT_SILU, 1e-5f); /* split form, scale-shift */
+		test_softmax(7, 13, 1.0f);
+		test_softmax(33, 256, 0.125f);
+		test_softmax(1, 1, 1.0f);
+		test_eltwise();
+		test_concat(2, 3, 5, 7, 9);
+		test_concat(1, 16, 1, 1, 1);
+		test_resample();
+		test_embeddings();
 	}
-	unsetenv("CLUNET_ATTENTION_KERNEL");
-
-	test_layer_norm(2, 5, 63, 4, 9, 1e-5f);     /* [2, 5, 7, 9]: vector blocks + ragged tail */
-	test_layer_norm(3, 7, 1, 2, 1, 1e-5f);      /* [3, 7] */
-	test_layer_norm(1, 33, 16, 3, 1, 1e-6f);    /* exactly one vector block */
-	test_layer_norm(2, 320, 37, 3, 1, 1e-5f);
-	test_layer_norm(1, 1, 5, 3, 1, 1e-5f);      /* one channel: beta only */
-	test_softmax_bias(12, 13, 4);
-	test_softmax_bias(10, 77, 5);
-	test_softmax_bias(6, 33, 6);
-	test_softmax_bias(1, 1, 1);
-	test_geglu(2, 7, 15, 4, 5);                  /* [2, 14, 3, 5] */
-	test_geglu(3, 9, 1, 2, 1);                   /* [3, 18] */
-	test_geglu(1, 33, 37, 3, 1);
-	test_mean_last(5, 7, 13);
-	test_mean_last(0, 3, 1);
-	test_mean_last(0, 2, 1001);
-	test_concat_last(2, 3, 5, 7);
-	test_concat_last(1, 4, 1, 9);
-	test_concat_last(3, 1, 17, 1);
-	test_transpose(3, 5, 7);
-	test_transpose(1, 37, 1);
-	test_transpose(2, 16, 33);
-	test_slice_channels(2, 7, 15, 4, 5, 2, 3);   /* [2, 7, 3, 5] */
-	test_slice_channels(3, 9, 1, 2, 1, 0, 9);    /* the whole [3, 9] */
-	test_slice_channels(3, 9, 1, 2, 1, 8, 1);
-	test_slice_channels(1, 5, 37, 3, 1, 4, 1);
-
-	test_scale_channels(2, 5, 21, 4, 7, 3, 1.3f); /* [2, 5, 3, 7] */
-	test_scale_channels(3, 4, 1, 2, 1, 4, -0.5f); /* [3, 4], all channels */
-	test_scale_channels(1, 6, 9, 4, 9, 0, 2.0f);  /* none */
-	test_scale_channels(2, 9, 17, 3, 1, 1, 0.9f);
-	{
-		static const int planes[][2] = { { 3, 4 }, { 6, 8 }, { 8, 8 }, { 1, 5 }, { 5, 1 },
-						 { 2, 2 }, { 7, 9 }, { 1, 1 }, { 12, 10 }, { 16, 16 } };
-		for (size_t i = 0; i < CU_ARRAY_LEN(planes); i++)
-			test_freeu_filter(1, 3, planes[i][0], planes[i][1], 0.2f, 1, 0);
-		test_freeu_filter(2, 3, 17, 13, 1.7f, 1, 0); /* lengths clFFT cannot do */
-		for (size_t i = 0; i < CU_ARRAY_LEN(planes); i++)
-			for (int t = 1; t <= 3; t++)
-				test_freeu_filter(2, 2, planes[i][0], planes[i][1], t == 2 ? 1.6f : 0.3f, t, 1);
-		test_freeu_filter(1, 3, 11, 13, 0.5f, 2, 1);
-		test_freeu_rejected(8, 8, 2, 0, CLUNET_ERR_ARGUMENT);
-		test_freeu_rejected(8, 8, 0, 1, CLUNET_ERR_ARGUMENT);
-		test_freeu_rejected(17, 8, 1, 1, CLUNET_ERR_UNSUPPORTED);
-		test_freeu_rejected(8, 17, 1, 1, CLUNET_ERR_UNSUPPORTED);
+	if (gemm) {
+		test_gemm(1, 0, 37, 37, 9, 3, 0.333f);
+		test_gemm(0, 1, 5, 65, 65, 2, 1.0f);
+		test_gemm(0, 0, 16, 17, 31, 1, -2.0f);
+		test_gemm(1, 1, 3, 4, 5, 7, 1.0f);
+		test_gemm(0, 0, 9, 100, 7, 2, 1.0f);  /* ragged columns and rows, vector path */
+		test_gemm(1, 0, 64, 64, 64, 1, 0.125f);
+		test_gemm(0, 1, 33, 31, 17, 3, 1.0f); /* dot path with a ragged k */
+		test_gemm(0, 1, 8, 64, 256, 2, 1.0f);
+		test_gemm(0, 0, 131, 77, 45, 2, 1.0f);   /* several 64x64 blocks, ragged edges */
+		test_gemm(1, 0, 70, 129, 33, 1, 0.5f);
+		test_gemm(0, 1, 97, 65, 80, 2, 1.0f);
+		test_gemm(1, 1, 66, 67, 19, 1, 1.0f);
+		test_gemm_views(5, 7, 9, 1, 0);
+		test_gemm_views(4, 33, 17, 3, 0);
+		test_gemm_views(5, 7, 9, 2, 1);
+		test_gemm_views(16, 37, 8, 1, 1);
 	}
 
-	test_gemm_views(5, 7, 9, 1, 0);
-	test_gemm_views(4, 33, 17, 3, 0);
-	test_gemm_views(5, 7, 9, 2, 1);
-	test_gemm_views(16, 37, 8, 1, 1);
+	if (conv) {
+		test_conv1d(2, 3, 5, 37, 5, 1, 2, 0);
+		test_conv1d(1, 17, 33, 61, 5, 2, 2, 0);   /* kernel 5, stride 2, odd length */
+		test_conv1d(2, 16, 16, 33, 3, 2, 1, 0);   /* the RL Downsample1D */
+		test_conv1d(1, 9, 70, 13, 1, 1, 0, 0);
+		test_conv1d(2, 16, 16, 9, 4, 2, 1, 1);    /* ConvTranspose1d(4, 2, 1) */
+		test_conv1d(1, 7, 33, 17, 4, 2, 1, 1);
+	}
+	if (all) {
+		test_resample1d(5, 64, 0);
+		test_resample1d(3, 37, 0);
+		test_resample1d(5, 8, 1);
+		test_resample1d(3, 37, 1);
+		test_resample1d(2, 3, 1);                 /* the shortest row reflect padding allows */
+		test_group_norm_post(2, 24, 37, 8);
+		test_group_norm_post(1, 9, 129, 1);
+		test_group_norm_post(1, 3, 40001, 1);     /* long single group: the split form */
+		test_group_norm_post(2, 16, 9999, 2);
+		test_repeat(2, 16, 37);
+		test_attention1d(2, 64, 37, 2);
+		test_attention1d(1, 32, 8, 1);
+		test_attention1d(1, 96, 17, 3);
+		/* on CPU-class devices: first the query-lane kernel wherever lq >= 16,
+		 * then the key-vector kernel forced (CLUNET_ATTENTION_KERNEL=keys) */
+		for (int pass = 0; pass < 2; pass++) {
+			if (pass == 1)
+				setenv("CLUNET_ATTENTION_KERNEL", "keys", 1);
+			test_attention_fused(2, 32, 37, 37);
+			test_attention_fused(3, 40, 17, 77);   /* cross-attention shape, odd sizes */
+			test_attention_fused(1, 64, 5, 3);
+			test_attention_fused(2, 160, 9, 33);
+			test_attention_fused(2, 160, 19, 33);  /* key blocks of 8 (large d) */
+			test_attention_fused(1, 7, 64, 64);
+			test_attention_fused(1, 40, 16, 5);    /* exactly one query tile, one ragged key block */
+			test_attention_fused_mask(2, 3, 8, 17, 77);  /* ragged key block */
+			test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
+			test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */
+			test_attention_fused_mask(2, 1, 64, 5, 3);
+			test_attention_fused_mask(1, 5, 13, 11, 1);  /* one key */
+			test_attention_fused_mask(2, 2, 24, 33, 1);  /* one key, query lanes */
+		}
+		unsetenv("CLUNET_ATTENTION_KERNEL");
+
+		test_layer_norm(2, 5, 63, 4, 9, 1e-5f);     /* [2, 5, 7, 9]: vector blocks + ragged tail */
+		test_layer_norm(3, 7, 1, 2, 1, 1e-5f);      /* [3, 7] */
+		test_layer_norm(1, 33, 16, 3, 1, 1e-6f);    /* exactly one vector block */
+		test_layer_norm(2, 320, 37, 3, 1, 1e-5f);
+		test_layer_norm(1, 1, 5, 3, 1, 1e-5f);      /* one channel: beta only */
+		test_softmax_bias(12, 13, 4);
+		test_softmax_bias(10, 77, 5);
+		test_softmax_bias(6, 33, 6);
+		test_softmax_bias(1, 1, 1);
+		test_geglu(2, 7, 15, 4, 5);                  /* [2, 14, 3, 5] */
+		test_geglu(3, 9, 1, 2, 1);                   /* [3, 18] */
+		test_geglu(1, 33, 37, 3, 1);
+		test_mean_last(5, 7, 13);
+		test_mean_last(0, 3, 1);
+		test_mean_last(0, 2, 1001);
+		test_concat_last(2, 3, 5, 7);
+		test_concat_last(1, 4, 1, 9);
+		test_concat_last(3, 1, 17, 1);
+		test_transpose(3, 5, 7);
+		test_transpose(1, 37, 1);
+		test_transpose(2, 16, 33);
+		test_slice_channels(2, 7, 15, 4, 5, 2, 3);   /* [2, 7, 3, 5] */
+		test_slice_channels(3, 9, 1, 2, 1, 0, 9);    /* the whole [3, 9] */
+		test_slice_channels(3, 9, 1, 2, 1, 8, 1);
+		test_slice_channels(1, 5, 37, 3, 1, 4, 1);
+
+		test_scale_channels(2, 5, 21, 4, 7, 3, 1.3f); /* [2, 5, 3, 7] */
+		test_scale_channels(3, 4, 1, 2, 1, 4, -0.5f); /* [3, 4], all channels */
+		test_scale_channels(1, 6, 9, 4, 9, 0, 2.0f);  /* none */
+		test_scale_channels(2, 9, 17, 3, 1, 1, 0.9f);
+		{
+			static const int planes[][2] = { { 3, 4 }, { 6, 8 }, { 8, 8 }, { 1, 5 }, { 5, 1 },
+							 { 2, 2 }, { 7, 9 }, { 1, 1 }, { 12, 10 }, { 16, 16 } };
+			for (size_t i = 0; i < CU_ARRAY_LEN(planes); i++)
+				test_freeu_filter(1, 3, planes[i][0], planes[i][1], 0.2f, 1, 0);
+			test_freeu_filter(2, 3, 17, 13, 1.7f, 1, 0); /* lengths clFFT cannot do */
+			for (size_t i = 0; i < CU_ARRAY_LEN(planes); i++)
+				for (int t = 1; t <= 3; t++)
+					test_freeu_filter(2, 2, planes[i][0], planes[i][1], t == 2 ? 1.6f : 0.3f, t, 1);
+			test_freeu_filter(1, 3, 11, 13, 0.5f, 2, 1);
+			test_freeu_rejected(8, 8, 2, 0, CLUNET_ERR_ARGUMENT);
+			test_freeu_rejected(8, 8, 0, 1, CLUNET_ERR_ARGUMENT);
+			test_freeu_rejected(17, 8, 1, 1, CLUNET_ERR_UNSUPPORTED);
+			test_freeu_rejected(8, 17, 1, 1, CLUNET_ERR_UNSUPPORTED);
+		}
+	}
 	nn_store_free(store);
 
 	clunet_context_destroy(rt);
