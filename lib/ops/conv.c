@@ -25,8 +25,16 @@ enum { CONV_PV_OCR = 8, CONV_PV_PV = 3, CONV_PV_TILE = 16 * CONV_PV_PV };
 int conv_panel_width(const rt_ctx *rt, int oc)
 {
 	int oct = 1;
-	if (rt->is_cpu)
+	/* CPU-class: conv_pv's panels; a layer with fewer outputs (a model's
+	 * conv_out with 3 or 4 channels) keeps a small panel and the channel-vector
+	 * kernel rather than computing padding */
+	if (rt->is_cpu && oc >= CONV_PV_OCR)
 		return CONV_PV_OCR;
+	if (rt->is_cpu) {
+		while (oct < oc)
+			oct *= 2;
+		return oct;
+	}
 	if (oc >= 64)
 		return 64;
 	if (oc >= 16)
