@@ -215,6 +215,7 @@ static double *run_in_context(clunet_context_t *c, const char *dir, const char *
 
 static void tuning(const char *dir, const char *name)
 {
+	clunet_context_t *main_ctx = ctx; /* load() uses the global: restored below */
 	char *cache = tu_tempdir("tune-cache"), path[4096];
 	clunet_context_t *a = tune_context(cache), *b = NULL, *c = NULL;
 	clunet_model_t *m = NULL;
@@ -304,6 +305,7 @@ out:
 	clunet_context_destroy(c);
 	clunet_context_destroy(b);
 	clunet_context_destroy(a);
+	ctx = main_ctx;
 	tu_rmtree(cache);
 	free(cache);
 }
