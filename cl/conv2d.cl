@@ -37,25 +37,6 @@
 #define VSTORE(v, p) CU_CAT(vstore, VW)(v, 0, p)
 #endif
 
-#if UPS == 1
-#define SRCY(i) ((i) >> 1)
-#define SRCX(i) ((i) >> 1)
-#define LOGH(h) (2 * (h))
-#define LOGW(w) (2 * (w))
-#define TAKE(i) ((i) >= 0 && (i) < LW)
-#elif UPS == 2
-#define SRCY(i) (i)
-#define SRCX(i) ((i) >> 1)
-#define LOGH(h) (h)
-#define LOGW(w) (2 * (w) - 1)
-#define TAKE(i) ((i) >= 0 && (i) < LW && ((i) & 1) == 0) /* the inserted zeros */
-#else
-#define SRCY(i) (i)
-#define SRCX(i) (i)
-#define LOGH(h) (h)
-#define LOGW(w) (w)
-#define TAKE(i) ((i) >= 0 && (i) < LW)
-#endif
 
 __kernel void conv2d_f32(__global const float *x, uint x_off, __global const float *w,
 			 uint w_off, __global const float *bias, uint bias_off,

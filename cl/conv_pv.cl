@@ -18,25 +18,6 @@
  * act). pad2d_f32 needs only UPS (0; 1 nearest x2; 2 zero-inserted along x).
  * Every program built from this file defines all of them. */
 
-#if UPS == 1
-#define SRCY(i) ((i) >> 1)
-#define SRCX(i) ((i) >> 1)
-#define LOGH(h) (2 * (h))
-#define LOGW(w) (2 * (w))
-#define TAKE(i) ((i) >= 0 && (i) < LW)
-#elif UPS == 2
-#define SRCY(i) (i)
-#define SRCX(i) ((i) >> 1)
-#define LOGH(h) (h)
-#define LOGW(w) (2 * (w) - 1)
-#define TAKE(i) ((i) >= 0 && (i) < LW && ((i) & 1) == 0) /* the inserted zeros */
-#else
-#define SRCY(i) (i)
-#define SRCX(i) (i)
-#define LOGH(h) (h)
-#define LOGW(w) (w)
-#define TAKE(i) ((i) >= 0 && (i) < LW)
-#endif
 
 #define PVT (16 * PV)
 

@@ -45,3 +45,30 @@ inline float8 cu_act8(float8 x, int act)
 
 #define CU_CAT_(a, b) a##b
 #define CU_CAT(a, b) CU_CAT_(a, b)
+
+/* How the convolution kernels (conv2d.cl, conv_pv.cl) read an input that is
+ * resampled on the fly: UPS 1 nearest x2, UPS 2 a zero between neighbours
+ * along x (transposed 1-D conv), else as is. LOGH/LOGW: the logical size;
+ * TAKE(i): logical column i exists and is not an inserted zero (needs LW);
+ * SRCY/SRCX: the stored row/column it reads. */
+#ifdef UPS
+#if UPS == 1
+#define SRCY(i) ((i) >> 1)
+#define SRCX(i) ((i) >> 1)
+#define LOGH(h) (2 * (h))
+#define LOGW(w) (2 * (w))
+#define TAKE(i) ((i) >= 0 && (i) < LW)
+#elif UPS == 2
+#define SRCY(i) (i)
+#define SRCX(i) ((i) >> 1)
+#define LOGH(h) (h)
+#define LOGW(w) (2 * (w) - 1)
+#define TAKE(i) ((i) >= 0 && (i) < LW && ((i) & 1) == 0) /* the inserted zeros */
+#else
+#define SRCY(i) (i)
+#define SRCX(i) (i)
+#define LOGH(h) (h)
+#define LOGW(w) (w)
+#define TAKE(i) ((i) >= 0 && (i) < LW)
+#endif
+#endif

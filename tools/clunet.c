@@ -352,12 +352,39 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+/* bench and tune: the model (seeded random weights for a config-only folder),
+ * its methods, and example inputs of the asked shape. 0 on success, else the
+ * exit status (the failure printed). */
+static int load_with_inputs(const opts *o, clunet_context_t *ctx, clunet_model_t **model,
+			    const clunet_tensor **in, size_t *n_in)
+{
+	clunet_model_options mo;
+	clunet_example_shape shape;
+	int rc;
+	clunet_model_options_init(&mo);
+	mo.allow_random_weights = 1;
+	mo.random_seed = 1234;
+	mo.variant = o->variant;
+	if (clunet_model_load(ctx, o->model, &mo, model) != CLUNET_OK)
+		return fail("cannot load the model");
+	if ((rc = apply_methods(o, *model)) != 0)
+		return rc;
+	memset(&shape, 0, sizeof(shape));
+	shape.batch = o->batch;
+	shape.height = o->height;
+	shape.width = o->width;
+	shape.length = o->length;
+	shape.frames = o->frames;
+	shape.seed = 42;
+	if (clunet_model_example_inputs(*model, &shape, in, n_in) != CLUNET_OK)
+		return fail("cannot plan the forward"); /* the inputs' shape is refused */
+	return 0;
+}
+
 static int cmd_bench(const opts *o)
 {
 	clunet_context_t *ctx = NULL;
 	clunet_model_t *model = NULL;
-	clunet_model_options mo;
-	clunet_example_shape shape;
 	clunet_plan_info info;
 	clunet_device_info dev;
 	const clunet_tensor *in;
@@ -374,28 +401,12 @@ static int cmd_bench(const opts *o)
 	if (make_context(o, 1, &ctx))
 		return 1;
 	clunet_context_device(ctx, &dev);
-	clunet_model_options_init(&mo);
-	mo.allow_random_weights = 1;
-	mo.random_seed = 1234;
-	mo.variant = o->variant;
 	t0 = now();
-	if (clunet_model_load(ctx, o->model, &mo, &model) != CLUNET_OK) {
-		fail("cannot load the model");
-		goto out;
-	}
-	if ((rc = apply_methods(o, model)) != 0)
+	if ((rc = load_with_inputs(o, ctx, &model, &in, &n_in)) != 0)
 		goto out;
 	rc = 1;
 	load_s = now() - t0;
-	memset(&shape, 0, sizeof(shape));
-	shape.batch = o->batch;
-	shape.height = o->height;
-	shape.width = o->width;
-	shape.length = o->length;
-	shape.frames = o->frames;
-	shape.seed = 42;
-	if (clunet_model_example_inputs(model, &shape, &in, &n_in) != CLUNET_OK ||
-	    clunet_model_plan(model, in, n_in, &info) != CLUNET_OK) {
+	if (clunet_model_plan(model, in, n_in, &info) != CLUNET_OK) {
 		fail("cannot plan the forward");
 		goto out;
 	}
@@ -515,8 +526,6 @@ static int cmd_tune(const opts *o)
 {
 	clunet_context_t *ctx = NULL;
 	clunet_model_t *model = NULL;
-	clunet_model_options mo;
-	clunet_example_shape shape;
 	clunet_tune_options to;
 	clunet_tune_report rep;
 	clunet_device_info dev;
@@ -542,28 +551,9 @@ static int cmd_tune(const opts *o)
 		rc = 0;
 		goto out;
 	}
-	clunet_model_options_init(&mo);
-	mo.allow_random_weights = 1;
-	mo.random_seed = 1234;
-	mo.variant = o->variant;
-	if (clunet_model_load(ctx, o->model, &mo, &model) != CLUNET_OK) {
-		fail("cannot load the model");
-		goto out;
-	}
-	if ((rc = apply_methods(o, model)) != 0)
+	if ((rc = load_with_inputs(o, ctx, &model, &in, &n_in)) != 0)
 		goto out;
 	rc = 1;
-	memset(&shape, 0, sizeof(shape));
-	shape.batch = o->batch;
-	shape.height = o->height;
-	shape.width = o->width;
-	shape.length = o->length;
-	shape.frames = o->frames;
-	shape.seed = 42;
-	if (clunet_model_example_inputs(model, &shape, &in, &n_in) != CLUNET_OK) {
-		fail("cannot make inputs");
-		goto out;
-	}
 	clunet_tune_options_init(&to);
 	to.runs = o->runs_given ? o->runs : 3;
 	to.progress = tune_progress;
