@@ -241,10 +241,23 @@ clunet_status clunet_model_profile(clunet_model_t *model, const clunet_op_profil
 typedef struct clunet_tune_options {
 	int runs;             /* timed runs per candidate (default 3) */
 	double limit_seconds; /* per run; 0: ten times the default's time + 50 ms */
-	/* called after each op shape is decided (may be NULL) */
+	/* called after each op shape is decided, and after each CLBlast candidate
+	 * (key "clblast candidate i/N", choice its parameters or why it was
+	 * rejected) (may be NULL) */
 	void (*progress)(void *user, size_t op, size_t n_ops, const char *key, const char *choice,
 			 double default_seconds, double best_seconds);
 	void *user;
+	/* CLBlast's own Xgemm parameters, for the GEMMs that may run on CLBlast
+	 * (GPU-class devices, or CLUNET_GEMM=clblast): each candidate set runs in
+	 * a separate process so that one that crashes or hangs the driver costs
+	 * only itself. `worker` is a program that calls clunet_tune_worker_main()
+	 * when its first argument is CLUNET_TUNE_WORKER_ARG (the clunet command
+	 * does: pass its path). NULL: CLBlast tuning fails with a message when
+	 * the plan has such GEMMs, unless clblast_candidates is -1. */
+	const char *worker;
+	int clblast_candidates;        /* parameter sets to try; 0: 12; -1: do not tune CLBlast */
+	double clblast_limit_seconds;  /* per candidate process, compilation included; 0: 300 */
+	uint64_t clblast_seed;         /* which sample of CLBlast's parameter space */
 } clunet_tune_options;
 
 typedef struct clunet_tune_report {
@@ -255,7 +268,24 @@ typedef struct clunet_tune_report {
 	size_t unconfirmed;       /* first-pass winners that lost the alternating re-check */
 	double default_seconds;   /* the tuned ops of one forward, with defaults */
 	double tuned_seconds;     /* the same with the winners */
+	/* CLBlast parameter search (zero when no GEMM of the plan may run on CLBlast) */
+	size_t clblast_shapes;      /* distinct GEMM shapes measured */
+	size_t clblast_candidates;  /* parameter sets tried */
+	size_t clblast_wrong;       /* wrong results */
+	size_t clblast_too_slow;    /* over the per-run limit */
+	size_t clblast_failed;      /* crashed, hung (killed at the limit) or refused */
+	double clblast_default_seconds; /* those GEMMs of one forward, stock parameters */
+	double clblast_tuned_seconds;   /* the same with the parameters kept */
+	char clblast_choice[256];   /* the parameters kept, or "default" */
 } clunet_tune_report;
+
+/* The first argument that makes a program a CLBlast tuning worker. */
+#define CLUNET_TUNE_WORKER_ARG "--clunet-tune-worker"
+/* A tuning worker's whole job: call it from main() when argv[1] is
+ * CLUNET_TUNE_WORKER_ARG and return what it returns. It talks to the tuner
+ * through its standard output (the one place clunet prints, and only in a
+ * process the tuner started for the purpose). */
+int clunet_tune_worker_main(int argc, char **argv);
 
 void clunet_tune_options_init(clunet_tune_options *options);
 clunet_status clunet_model_tune(clunet_model_t *model, const clunet_tensor *inputs,

@@ -169,6 +169,46 @@ else
 fi
 "$clunet" tune --list | grep -q "conv_pv .* pv=\|conv_pv .* default" && ok "tune --list" \
 	|| fail "tune --list: $("$clunet" tune --list 2>&1)"
+# tune with CLBlast (GPU-class kernels, so the attention GEMMs may run on CLBlast): a
+# candidate that crashes the worker, one that hangs it and one that computes garbage are
+# rejected, the tuning ends
+if CLUNET_DEVICE_CLASS=gpu CLUNET_TUNE_FAULT=crash:1,hang:2,wrong:3 "$clunet" tune "$case_dir" \
+	--runs 1 --clblast-candidates 3 --clblast-limit 12 > "$tmp/tune.txt" 2> "$tmp/err" &&
+	grep -q "clblast candidate 1/3 .*killed by signal" "$tmp/tune.txt" &&
+	grep -q "clblast candidate 2/3 .*no result within 12 s; killed" "$tmp/tune.txt" &&
+	grep -q "clblast candidate 3/3 .*relative error" "$tmp/tune.txt" &&
+	grep -q "CLBlast Xgemm: 4 GEMM shapes, 3 parameter sets (1 wrong, 0 too slow, 2 crashed" \
+		"$tmp/tune.txt"; then
+	ok "tune: CLBlast candidates that crash or hang are rejected"
+else
+	fail "tune (CLBlast faults): $(cat "$tmp/err" "$tmp/tune.txt")"
+fi
+# a CLBlast parameter set in the database reaches CLBlast, results unchanged; one CLBlast
+# refuses is reported and ignored
+db=$(ls "$tmp"/cache/*/tuning.json | head -n 1)
+set_clblast() {
+	python3 -c 'import json, sys
+d = json.load(open(sys.argv[1])); d["entries"]["clblast Xgemm"] = sys.argv[2]
+json.dump(d, open(sys.argv[1], "w"))' "$db" "$1"
+}
+set_clblast "GEMMK=0,KREG=1,KWG=32,KWI=2,MDIMA=16,MDIMC=16,MWG=64,NDIMB=16,NDIMC=16,NWG=64,SA=0,SB=0,STRM=0,STRN=0,VWM=2,VWN=2,XGEMM_MIN_INDIRECT_SIZE=0"
+if CLUNET_DEVICE_CLASS=gpu CLUNET_GEMM=clblast "$clunet" run -v --model "$case_dir" \
+	--inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st" > /dev/null 2> "$tmp/err" &&
+	grep -q "CLBlast Xgemm parameters from the tuning database: GEMMK=0" "$tmp/err" &&
+	python3 "$(dirname "$0")/rel_l2.py" "$tmp/o.st" "$case_dir/expected.safetensors" > "$tmp/e"; then
+	ok "tuned CLBlast parameters applied (rel. L2 $(cat "$tmp/e"))"
+else
+	fail "tuned CLBlast parameters: $(cat "$tmp/err" "$tmp/e")"
+fi
+set_clblast "GEMMK=0,KWG=16"
+if CLUNET_DEVICE_CLASS=gpu CLUNET_GEMM=clblast "$clunet" run --model "$case_dir" \
+	--inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st" > /dev/null 2> "$tmp/err" &&
+	grep -q "warning: tuning database: CLBlast parameters 'GEMMK=0,KWG=16' are not" "$tmp/err" &&
+	python3 "$(dirname "$0")/rel_l2.py" "$tmp/o.st" "$case_dir/expected.safetensors" > /dev/null; then
+	ok "a malformed CLBlast entry is reported and ignored"
+else
+	fail "malformed CLBlast entry: $(cat "$tmp/err")"
+fi
 expect_error "tune without a model" "MODEL_DIR" "$clunet" tune
 expect_error "tune without a cache" "cache is off" \
 	"$clunet" tune "$fixtures/unet1d/hopper_planner_h32" --no-cache

@@ -8,6 +8,7 @@
  * Common options: --device D, --cache-dir P, --no-cache. Errors are one line
  * on stderr and a non-zero exit status. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ typedef struct opts {
 	int fuse_lora, fused_qkv, attention_slice;
 	int list; /* tune --list */
 	int runs_given;
+	int clblast_candidates, clblast_limit, clblast_given; /* tune */
 } opts;
 
 static void usage(FILE *f)
@@ -41,9 +43,13 @@ static void usage(FILE *f)
 		"                             per-op table; a folder with only config.json runs\n"
 		"                             with seeded random weights\n"
 		"  tune   MODEL_DIR [--batch N] [--height H] [--width W] [--length L] [--runs N]\n"
+		"         [--clblast-candidates N] [--clblast-limit SECONDS]\n"
 		"                             try every op's implementation choices on this\n"
 		"                             device, keep the fastest correct ones in the\n"
-		"                             tuning database (used by every later plan)\n"
+		"                             tuning database (used by every later plan); where\n"
+		"                             GEMMs may run on CLBlast, also N (12) of CLBlast's\n"
+		"                             Xgemm parameter sets, each in its own process\n"
+		"                             (0: none), killed past the limit (300 s)\n"
 		"  tune   --list              what the database holds for the device\n"
 		"  cache  path|list|clear     the compiled-program cache\n"
 		"\n"
@@ -129,6 +135,8 @@ static int parse_args(int argc, char **argv, opts *o)
 		else if (!strcmp(a, "--width")) num = &o->width;
 		else if (!strcmp(a, "--length")) num = &o->length;
 		else if (!strcmp(a, "--frames")) num = &o->frames;
+		else if (!strcmp(a, "--clblast-candidates")) { num = &o->clblast_candidates; o->clblast_given = 1; }
+		else if (!strcmp(a, "--clblast-limit")) num = &o->clblast_limit;
 		else {
 			fprintf(stderr, "clunet: unknown option '%s' (see clunet --help)\n", a);
 			return 0;
@@ -517,8 +525,11 @@ static void tune_progress(void *user, size_t op, size_t n_ops, const char *key, 
 			  double def, double best)
 {
 	(void)user;
-	printf("  op %4zu/%zu  %-52s %-14s %9.3f ms -> %9.3f ms (%.2fx)\n", op + 1, n_ops, key,
-	       choice, def * 1e3, best * 1e3, best > 0 ? def / best : 0);
+	if (!(best < INFINITY)) /* a rejected CLBlast candidate: choice says why */
+		printf("  %4zu/%zu  %-52s rejected: %s\n", op + 1, n_ops, key, choice);
+	else
+		printf("  %4zu/%zu  %-52s %-14s %9.3f ms -> %9.3f ms (%.2fx)\n", op + 1, n_ops, key,
+		       choice, def * 1e3, best * 1e3, best > 0 ? def / best : 0);
 	fflush(stdout);
 }
 
@@ -557,6 +568,9 @@ static int cmd_tune(const opts *o)
 	clunet_tune_options_init(&to);
 	to.runs = o->runs_given ? o->runs : 3;
 	to.progress = tune_progress;
+	to.worker = "/proc/self/exe"; /* this program, as clunet_tune_worker_main */
+	to.clblast_candidates = o->clblast_given ? (o->clblast_candidates ? o->clblast_candidates : -1) : 0;
+	to.clblast_limit_seconds = o->clblast_limit;
 	printf("tuning %s on %s (driver %s)\n", o->model, dev.name, dev.driver);
 	if (clunet_model_tune(model, in, n_in, &to, &rep) != CLUNET_OK) {
 		fail("tuning failed");
@@ -568,6 +582,17 @@ static int cmd_tune(const opts *o)
 	printf("tuned ops of one forward: %.3f s with defaults -> %.3f s tuned (%.2fx)\n",
 	       rep.default_seconds, rep.tuned_seconds,
 	       rep.tuned_seconds > 0 ? rep.default_seconds / rep.tuned_seconds : 0);
+	if (rep.clblast_candidates)
+		printf("CLBlast Xgemm: %zu GEMM shapes, %zu parameter sets (%zu wrong, %zu too slow, "
+		       "%zu crashed, hung or refused); %.3f s stock -> %.3f s (%.2fx): %s\n",
+		       rep.clblast_shapes, rep.clblast_candidates, rep.clblast_wrong,
+		       rep.clblast_too_slow, rep.clblast_failed, rep.clblast_default_seconds,
+		       rep.clblast_tuned_seconds,
+		       rep.clblast_tuned_seconds > 0
+			       ? rep.clblast_default_seconds / rep.clblast_tuned_seconds : 0,
+		       rep.clblast_choice);
+	else if (rep.clblast_shapes == 0)
+		printf("CLBlast Xgemm: no GEMM of this plan runs on CLBlast on this device\n");
 	rc = 0;
 out:
 	clunet_model_free(model);
@@ -621,6 +646,8 @@ int main(int argc, char **argv)
 {
 	opts o;
 	const char *cmd = argc > 1 ? argv[1] : "";
+	if (!strcmp(cmd, CLUNET_TUNE_WORKER_ARG)) /* started by `clunet tune` */
+		return clunet_tune_worker_main(argc, argv);
 	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
 		usage(stdout);
 		return 0;

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "model.h"
+#include "tune/tune.h"
 
 
 static const model_vt *const model_classes[] = { &unet2d_vt, &unet1d_vt, &unet2dcond_vt };
@@ -463,6 +464,8 @@ clunet_status clunet_model_tune(clunet_model_t *m, const clunet_tensor *in, size
 	const void *host[MODEL_MAX_SLOTS];
 	clunet_tune_options def;
 	cu_tune_stats stats;
+	cu_tune_clblast_opts co;
+	cu_clblast_stats cstats;
 	tune_cb cb;
 	clunet_status st;
 	if (!m)
@@ -483,11 +486,33 @@ clunet_status clunet_model_tune(clunet_model_t *m, const clunet_tensor *in, size
 	for (int i = 0; i < m->cur.n; i++)
 		host[i] = m->cur.slot[i].data;
 	cb.o = o;
+	/* CLBlast's own parameters first: the op tuning below then weighs the
+	 * tuned CLBlast against our kernels */
+	co.worker = o->worker;
+	co.candidates = o->clblast_candidates < 0 ? 0 : o->clblast_candidates ? o->clblast_candidates : 12;
+	co.runs = o->runs > 0 ? o->runs : 3;
+	co.limit_seconds = o->clblast_limit_seconds > 0 ? o->clblast_limit_seconds : 300;
+	co.seed = o->clblast_seed;
+	co.progress = o->progress ? tune_progress : NULL;
+	co.user = &cb;
+	st = cu_clblast_tune(plan, &co, &cstats);
+	if (st)
+		return st;
 	st = cu_plan_tune(plan, host, o->runs, o->limit_seconds, o->progress ? tune_progress : NULL,
 			  &cb, &stats);
 	if (st)
 		return st;
 	if (report) {
+		memset(report, 0, sizeof(*report));
+		report->clblast_shapes = (size_t)cstats.shapes;
+		report->clblast_candidates = (size_t)cstats.candidates;
+		report->clblast_wrong = (size_t)cstats.wrong;
+		report->clblast_too_slow = (size_t)cstats.too_slow;
+		report->clblast_failed = (size_t)cstats.failed;
+		report->clblast_default_seconds = cstats.default_s;
+		report->clblast_tuned_seconds = cstats.tuned_s;
+		snprintf(report->clblast_choice, sizeof(report->clblast_choice), "%s",
+			 cstats.choice[0] ? cstats.choice : "default");
 		report->shapes = (size_t)stats.keys;
 		report->candidates = (size_t)stats.candidates;
 		report->rejected = (size_t)stats.rejected;

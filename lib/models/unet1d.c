@@ -454,7 +454,7 @@ static int rtb(builder *b, const char *pre, int h, int in, int out)
 static int down1d(builder *b, const char *pre, int x, int ch)
 {
 	conv_args a;
-	char p[300];
+	char p[320];
 	conv_args_init(&a, 0);
 	a.stride = 2;
 	a.pad_l = a.pad_r = 1;

@@ -46,7 +46,8 @@ static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
 	ip[P_IMPL] = choose_impl(p, op);
 	if (ip[P_IMPL] == IMPL_CLBLAST) {
 		op->kernel_name = "CLBlastSgemmStridedBatched";
-		return CLUNET_OK;
+		/* the Xgemm parameters `clunet tune` found for this device, if any */
+		return rt_clblast_apply(p->rt, 0);
 	}
 	if (ip[P_IMPL] == IMPL_TILED) {
 		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DVW=16 -DMR=1 -DNB=1 -DNR=1 -DTA=%d "
@@ -140,6 +141,23 @@ static int gemm_variant(const cu_plan *p, const cu_op *op, int i, char *buf, siz
 static const cu_op_impl gemm_impl = { .kind = "gemm", .prepare = gemm_prepare,
 				      .enqueue = gemm_enqueue, .tune_key = gemm_key,
 				      .variant = gemm_variant };
+
+int op_gemm_clblast_shape(const cu_plan *p, const cu_op *op, int shape[6])
+{
+	const char *e = getenv("CLUNET_GEMM");
+	if (op->impl != &gemm_impl)
+		return 0;
+	/* CLBlast is a choice on GPU-class devices (the default there) and when forced */
+	if (e ? strcmp(e, "clblast") != 0 : p->rt->is_cpu)
+		return 0;
+	shape[0] = op->ip[P_TA];
+	shape[1] = op->ip[P_TB];
+	shape[2] = op->ip[P_M];
+	shape[3] = op->ip[P_N];
+	shape[4] = op->ip[P_K];
+	shape[5] = op->ip[P_BATCH];
+	return 1;
+}
 
 static int gemm_op(cu_graph *g, int a, int b, const gemm_args *x, int y, int out_ndim,
 		   const int64_t *out_ne);

@@ -112,6 +112,10 @@ int op_gemm(cu_graph *g, int a, int b, const gemm_args *args, int out_ndim,
 	    const int64_t *out_ne);
 /* The same into an existing tensor y (a view of a bigger one). */
 int op_gemm_into(cu_graph *g, int a, int b, const gemm_args *args, int y);
+/* 1 when op is a GEMM that may run on CLBlast on this device (the default on
+ * GPU-class devices, or CLUNET_GEMM=clblast), with its shape
+ * {trans_a, trans_b, m, n, k, batch}; else 0. For the CLBlast tuner. */
+int op_gemm_clblast_shape(const cu_plan *p, const cu_op *op, int shape[6]);
 
 /* ---- attention (ops/attention.c) ---- */
 

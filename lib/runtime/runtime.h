@@ -38,6 +38,7 @@ typedef struct clunet_context {
 	/* tuning database (lib/tune/db.c), read on first use */
 	void *tune_db;         /* cJSON object */
 	int tune_loaded;
+	int clblast_applied;   /* the database's CLBlast parameters were handed to CLBlast */
 } rt_ctx;
 
 /* "CL_OUT_OF_RESOURCES" etc. */
@@ -58,10 +59,16 @@ clunet_status rt_create(const clunet_context_options *opt, rt_ctx **out);
  * stored for an op key or NULL; store one; write the file; list entries. */
 const char *rt_tune_get(rt_ctx *rt, const char *key);
 clunet_status rt_tune_put(rt_ctx *rt, const char *key, const char *variant);
+void rt_tune_del(rt_ctx *rt, const char *key);
 clunet_status rt_tune_save(rt_ctx *rt);
 size_t rt_tune_count(rt_ctx *rt);
 int rt_tune_entry(rt_ctx *rt, size_t i, const char **key, const char **variant);
 void rt_tune_free(rt_ctx *rt);
+/* The database key of the tuned CLBlast parameters (lib/tune/clblast.c). */
+#define RT_CLBLAST_KEY "clblast Xgemm"
+/* Hands the database's CLBlast Xgemm parameters (if any) to CLBlast through
+ * CLBlastOverrideParameters, once per context unless `again`. */
+clunet_status rt_clblast_apply(rt_ctx *rt, int again);
 void rt_destroy(rt_ctx *rt);
 
 /* The embedded (or $CLUNET_KERNEL_DIR) source of cl/<name>, prelude included.

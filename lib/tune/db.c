@@ -102,6 +102,14 @@ clunet_status rt_tune_put(rt_ctx *rt, const char *key, const char *variant)
 	return CLUNET_OK;
 }
 
+void rt_tune_del(rt_ctx *rt, const char *key)
+{
+	db_load(rt);
+	if (rt->tune_db)
+		cJSON_DeleteItemFromObjectCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive((cJSON *)rt->tune_db, "entries"), key);
+}
+
 clunet_status rt_tune_save(rt_ctx *rt)
 {
 	char *path = db_path(rt), *tmp = NULL, *text = NULL;
