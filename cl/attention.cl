@@ -234,37 +234,44 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 #endif
 
 /* Queries in the SIMD lanes (CPU-class devices, LQ >= 16): a work-item owns
- * 16 consecutive queries, one float16 per head channel (channel-major q is
+ * QW (16 with AVX-512, 8 with AVX2) consecutive queries, one vector per head
+ * channel (channel-major q is
  * contiguous along the queries, and so is the channel-major output), and
  * walks the keys in blocks of KB with every key and value entry a scalar
  * broadcast from token-major kt[b][j][e], vt[b][j][e]. The running max, sum
  * and rescale are lane-wise: no horizontal reductions, full vector width in
  * both products whatever D is. The last work-item overlaps its neighbour
  * (same values written twice) instead of running a ragged tile.
- * QV vectors of 16 queries per work-item share each broadcast key and value
- * entry (LQ >= 16 QV). Defines: D, KB, QV, MASK. Global range:
- * (ceil(LQ / (16 QV)), batch * heads). */
+ * QV vectors of QW queries per work-item share each broadcast key and value
+ * entry (LQ >= QW QV). Defines: D, KB, QV, QW, MASK. Global range:
+ * (ceil(LQ / (QW QV)), batch * heads). */
 #ifdef QLANES
+#ifndef QW
+#define QW 16
+#endif
+#define QT CU_CAT(float, QW)
+#define QLOAD CU_CAT(vload, QW)
+#define QSTORE CU_CAT(vstore, QW)
 __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __global const float *kt,
 				    uint kt_off, __global const float *vt, uint vt_off,
 				    __global const float *mask, uint m_off, __global float *out,
 				    uint out_off, int LQ, int LK, int heads, float scale)
 {
-	const int i0 = min((int)get_global_id(0) * 16 * QV, LQ - 16 * QV), b = get_global_id(1);
+	const int i0 = min((int)get_global_id(0) * QW * QV, LQ - QW * QV), b = get_global_id(1);
 	__global const float *qb = q + q_off + (size_t)b * D * LQ + i0;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
-	float16 acc[QV][D], m[QV], l[QV];
+	QT acc[QV][D], m[QV], l[QV];
 	#pragma unroll
 	for (int u = 0; u < QV; u++) {
-		m[u] = (float16)(-INFINITY);
+		m[u] = (QT)(-INFINITY);
 		l[u] = 0.0f;
 		#pragma unroll
 		for (int e = 0; e < D; e++)
 			acc[u][e] = 0.0f;
 	}
 	for (int j0 = 0; j0 < LK; j0 += KB) {
-		float16 s[QV][KB];
+		QT s[QV][KB];
 		__global const float *kj[KB], *vj[KB];
 		#pragma unroll
 		for (int jj = 0; jj < KB; jj++) {
@@ -277,22 +284,22 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 		}
 		#pragma unroll
 		for (int e = 0; e < D; e++) {
-			float16 qe[QV];
+			QT qe[QV];
 			#pragma unroll
 			for (int u = 0; u < QV; u++)
-				qe[u] = vload16(u, qb + (size_t)e * LQ);
+				qe[u] = QLOAD(u, qb + (size_t)e * LQ);
 			#pragma unroll
 			for (int jj = 0; jj < KB; jj++) {
-				const float16 kv = (float16)(kj[jj][e]);
+				const QT kv = (QT)(kj[jj][e]);
 				#pragma unroll
 				for (int u = 0; u < QV; u++)
 					s[u][jj] = fma(qe[u], kv, s[u][jj]);
 			}
 		}
-		float16 keep[QV];
+		QT keep[QV];
 		#pragma unroll
 		for (int u = 0; u < QV; u++) {
-			float16 bmax = m[u];
+			QT bmax = m[u];
 			#pragma unroll
 			for (int jj = 0; jj < KB; jj++) {
 				s[u][jj] *= scale;
@@ -300,7 +307,7 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 				s[u][jj] += mask[m_off + (size_t)(b / heads) * LK + min(j0 + jj, LK - 1)];
 #endif
 				if (j0 + jj >= LK)
-					s[u][jj] = (float16)(-INFINITY);
+					s[u][jj] = (QT)(-INFINITY);
 				bmax = fmax(bmax, s[u][jj]);
 			}
 			keep[u] = exp(m[u] - bmax); /* 0 on the first block */
@@ -314,13 +321,13 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 		}
 		#pragma unroll
 		for (int e = 0; e < D; e++) {
-			float16 a[QV];
+			QT a[QV];
 			#pragma unroll
 			for (int u = 0; u < QV; u++)
 				a[u] = acc[u][e] * keep[u];
 			#pragma unroll
 			for (int jj = 0; jj < KB; jj++) {
-				const float16 vv = (float16)(vj[jj][e]);
+				const QT vv = (QT)(vj[jj][e]);
 				#pragma unroll
 				for (int u = 0; u < QV; u++)
 					a[u] = fma(s[u][jj], vv, a[u]);
@@ -332,10 +339,10 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 	}
 	#pragma unroll
 	for (int u = 0; u < QV; u++) {
-		const float16 inv = 1.0f / l[u];
+		const QT inv = 1.0f / l[u];
 		#pragma unroll
 		for (int e = 0; e < D; e++)
-			vstore16(acc[u][e] * inv, u, out + out_off + ((size_t)b * D + e) * LQ + i0);
+			QSTORE(acc[u][e] * inv, u, out + out_off + ((size_t)b * D + e) * LQ + i0);
 	}
 }
 #endif

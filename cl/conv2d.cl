@@ -3,7 +3,9 @@
  *
  * Layouts: x is NCHW, y is NCHW. Weights are packed once at load into panels
  * of OCT = VW * OCB output channels: w[OC/OCT][IC][KH][KW][OCT] (zero-padded
- * past OC), so one work-item streams one contiguous panel.
+ * past OC), so one work-item streams one contiguous panel; or (WPK 0, CPU-class
+ * devices, weights mapped from the checkpoint) they are the file's
+ * w[OC][IC][KH][KW] and a weight vector is gathered from OCT rows.
  *
  * A work-item computes OCT output channels x PX consecutive output pixels of
  * one row: PX x OCB vector accumulators, filled by FMAs of weight vectors
@@ -25,6 +27,9 @@
  */
 
 #define OCT (VW * OCB)
+#ifndef WPK
+#define WPK 1
+#endif
 #define XS ((PX - 1) * S + KW)
 
 #if VW == 1
@@ -52,7 +57,15 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 	/* the logical input size: what the conv sees after the on-the-fly resampling */
 	const int LH = LOGH(IH), LW = LOGW(IW);
 	__global const float *xn = x + x_off + (size_t)n * IC * IH * IW;
+#if WPK
 	__global const float *wp = w + w_off + (size_t)ocb * IC * KH * KW * OCT;
+#else
+	/* the OCT weight rows of this block (past OC: the last row, never stored) */
+	size_t wrow[OCT];
+	for (int l = 0; l < OCT; l++)
+		wrow[l] = w_off + (size_t)min(ocb * OCT + l, OC - 1) * IC * KH * KW;
+	int wt = 0; /* (ic, ky) * KW */
+#endif
 
 	VT acc[PX][OCB];
 	#pragma unroll
@@ -64,7 +77,11 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 	const int ix0 = ox0 * S - PL;
 	for (int ic = 0; ic < IC; ic++) {
 		__global const float *xc = xn + (size_t)ic * IH * IW;
+#if WPK
 		for (int ky = 0; ky < KH; ky++, wp += KW * OCT) {
+#else
+		for (int ky = 0; ky < KH; ky++, wt += KW) {
+#endif
 			const int iy = oy * S - PT + ky;
 			if (iy < 0 || iy >= LH)
 				continue;
@@ -79,8 +96,16 @@ __kernel void conv2d_f32(__global const float *x, uint x_off, __global const flo
 			for (int kx = 0; kx < KW; kx++) {
 				VT wv[OCB];
 				#pragma unroll
-				for (int b = 0; b < OCB; b++)
+				for (int b = 0; b < OCB; b++) {
+#if WPK
 					wv[b] = VLOAD(b, wp + kx * OCT);
+#else
+					float g[VW];
+					for (int l = 0; l < VW; l++)
+						g[l] = w[wrow[b * VW + l] + wt + kx];
+					wv[b] = VLOAD(0, g);
+#endif
+				}
 				#pragma unroll
 				for (int p = 0; p < PX; p++) {
 					const VT a = (VT)(xs[p * S + kx]);

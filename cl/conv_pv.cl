@@ -7,19 +7,33 @@
  * q = oy * PW + ox (ox < OW real, the KW - 1 columns after them garbage that
  * is never stored), so the input a tap (ky, kx) needs for 16 consecutive
  * outputs is 16 consecutive floats at q + ky * PW + kx: one vector load, no
- * bounds tests. A work-item owns PV vectors of 16 pixels x OCR output
- * channels (PV x OCR accumulators, ~24 of the 32 AVX-512 registers) and
- * broadcasts each weight scalar; weights are packed [OC/OCR][IC][KH][KW][OCR].
+ * bounds tests. A work-item owns PV vectors of VW pixels x OCR output
+ * channels (PV x OCR accumulators: 3 x 8 float16 fill 24 of the 32 AVX-512
+ * registers, 2 x 6 float8 12 of AVX2's 16) and
+ * broadcasts each weight scalar; weights are packed [OC/OCR][IC][KH][KW][OCR]
+ * (WPK 1) or read where the checkpoint has them, [OC][IC][KH][KW] (WPK 0:
+ * the weight file mapped into the device without a copy; OCR rows streamed
+ * side by side, the rows past OC clamped to the last one, never stored).
  * Global range: (ceil(OC/OCR), ceil(Q / (16 PV)), N), dimension 0 the output
  * channel blocks, so the work-items that run together share their input tile.
- * Defines: OCR, PV, KH, KW, S (1 or 2), ORD (1: dimensions 0 and 1 swapped),
+ * Defines: VW (8 or 16), OCR, PV, KH, KW, S (1 or 2), ORD (1: dimensions 0 and 1
+ * swapped), WPK,
  * HAS_BIAS, HAS_BIAS2, RES,
  * DIV, ACT as in conv2d.cl (v = acc + bias + bias2; res + v; / out_div;
  * act). pad2d_f32 needs only UPS (0; 1 nearest x2; 2 zero-inserted along x).
  * Every program built from this file defines all of them. */
 
 
-#define PVT (16 * PV)
+#ifndef VW
+#define VW 16
+#endif
+#ifndef WPK
+#define WPK 1
+#endif
+#define PVT (VW * PV)
+#define VT CU_CAT(float, VW)
+#define VLOADN CU_CAT(vload, VW)
+#define VSTOREN CU_CAT(vstore, VW)
 
 /* Where tap (ky, kx) of output q reads, relative to q. Stride 2 reads one of
  * the four phase planes (row parity, column parity) pad2d_f32 made, each PS
@@ -42,9 +56,21 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 	const int ocb = get_global_id(0), q0 = get_global_id(1) * PVT, n = get_global_id(2);
 #endif
 	__global const float *xn = x + x_off + (size_t)n * IC * CS + q0;
+#if WPK
 	__global const float *wp = w + w_off + (size_t)ocb * IC * KH * KW * OCR;
+#define W_AT(o) wp[o]
+#define W_NEXT() (wp += OCR)
+#else
+	__global const float *wr[OCR];
+	#pragma unroll
+	for (int o = 0; o < OCR; o++)
+		wr[o] = w + w_off + (size_t)min(ocb * OCR + o, OC - 1) * IC * KH * KW;
+	int wt = 0;
+#define W_AT(o) wr[o][wt]
+#define W_NEXT() (wt++)
+#endif
 
-	float16 acc[PV][OCR];
+	VT acc[PV][OCR];
 	#pragma unroll
 	for (int p = 0; p < PV; p++)
 		#pragma unroll
@@ -57,14 +83,14 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 			#pragma unroll
 			for (int ky = 0; ky < KH; ky++) {
 				#pragma unroll
-				for (int kx = 0; kx < KW; kx++, wp += OCR) {
-					float16 xv[PV];
+				for (int kx = 0; kx < KW; kx++, W_NEXT()) {
+					VT xv[PV];
 					#pragma unroll
 					for (int p = 0; p < PV; p++)
-						xv[p] = vload16(0, xc + TAP(ky, kx) + p * 16);
+						xv[p] = VLOADN(0, xc + TAP(ky, kx) + p * VW);
 					#pragma unroll
 					for (int o = 0; o < OCR; o++) {
-						const float16 wv = (float16)(wp[o]);
+						const VT wv = (VT)(W_AT(o));
 						#pragma unroll
 						for (int p = 0; p < PV; p++)
 							acc[p][o] = fma(xv[p], wv, acc[p][o]);
@@ -76,12 +102,12 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 
 	/* the epilogue (rolled: loops with breaks cost nothing here) */
 	for (int p = 0; p < PV; p++) {
-		const int qa = q0 + p * 16;
+		const int qa = q0 + p * VW;
 		if (qa >= Q)
 			break;
 		int oy = qa / PW, ox = qa - oy * PW;
-		int ys[16];
-		for (int l = 0; l < 16; l++) { /* the output row and column of each lane */
+		int ys[VW];
+		for (int l = 0; l < VW; l++) { /* the output row and column of each lane */
 			ys[l] = (qa + l < Q && ox < OW && oy < OH) ? oy * OW + ox : -1;
 			if (++ox == PW) {
 				ox = 0;
@@ -92,8 +118,8 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 			const int oc = ocb * OCR + o;
 			if (oc >= OC)
 				break;
-			float v16[16];
-			vstore16(acc[p][o], 0, v16);
+			float v16[VW];
+			VSTOREN(acc[p][o], 0, v16);
 			float add = 0.0f;
 #if HAS_BIAS
 			add += bias[bias_off + oc];
@@ -102,7 +128,7 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 			add += bias2[bias2_off + n * OC + oc];
 #endif
 			const size_t plane = ((size_t)n * OC + oc) * OH * OW;
-			for (int l = 0; l < 16; l++) {
+			for (int l = 0; l < VW; l++) {
 				if (ys[l] < 0)
 					continue;
 				const size_t at = plane + ys[l];

@@ -53,6 +53,20 @@ static int h_weight(harness *h, const float *data, size_t n, int ndim, const int
 	return cu_graph_weight(h->g, m, 0, CU_F32, ndim, ne);
 }
 
+/* A weight `off` elements into its buffer (a tensor inside a mapped file). */
+static int h_weight_at(harness *h, const float *data, size_t n, size_t off, int ndim,
+		       const int64_t *ne)
+{
+	cl_mem m;
+	float junk[7] = { 1e30f, -1e30f, 1e30f, -1e30f, 1e30f, -1e30f, 1e30f };
+	if (off > 7 || rt_alloc(rt, (n + off) * 4, "test weight", &m) != CLUNET_OK)
+		return -1;
+	clEnqueueWriteBuffer(rt->queue, m, CL_TRUE, 0, off * 4, junk, 0, NULL, NULL);
+	clEnqueueWriteBuffer(rt->queue, m, CL_TRUE, off * 4, n * 4, data, 0, NULL, NULL);
+	h->bufs[h->nb++] = m;
+	return cu_graph_weight(h->g, m, off, CU_F32, ndim, ne);
+}
+
 /* Plans and runs the graph with output y; compares with want. */
 static void h_check(harness *h, int y, const double *want, size_t n, double tol, const char *what)
 {
@@ -110,7 +124,9 @@ typedef struct conv_case {
 	int linear; /* 2-D input [n, ic] */
 } conv_case;
 
-static void test_conv(const conv_case *c)
+/* unpacked: the weights as the checkpoint has them, [OC][IC][K][K], 3 floats
+ * into their buffer (zero-copy weights on CPU-class devices); else packed */
+static void test_conv(const conv_case *c, int unpacked)
 {
 	harness h;
 	int lh = c->linear ? 1 : c->h * (c->ups ? 2 : 1), lw = c->linear ? 1 : c->w * (c->ups ? 2 : 1);
@@ -162,8 +178,11 @@ static void test_conv(const conv_case *c)
 		xt = h_input(&h, x, 2, (int64_t[]){ c->n, c->ic });
 	else
 		xt = h_input(&h, x, 4, (int64_t[]){ c->n, c->ic, ih, iw });
-	wt = h_weight(&h, packed, conv_packed_size(c->oc, c->ic, c->k, c->k, oct), 5,
-		      (int64_t[]){ (c->oc + oct - 1) / oct, c->ic, c->k, c->k, oct });
+	if (unpacked)
+		wt = h_weight_at(&h, w, nw, 3, 4, (int64_t[]){ c->oc, c->ic, c->k, c->k });
+	else
+		wt = h_weight(&h, packed, conv_packed_size(c->oc, c->ic, c->k, c->k, oct), 5,
+			      (int64_t[]){ (c->oc + oct - 1) / oct, c->ic, c->k, c->k, oct });
 	conv_args_init(&a, 0);
 	a.stride = c->s;
 	a.pad_t = c->pt;
@@ -179,10 +198,10 @@ static void test_conv(const conv_case *c)
 		a.res = c->linear ? h_input(&h, r, 2, (int64_t[]){ c->n, c->oc })
 				  : h_input(&h, r, 4, (int64_t[]){ c->n, c->oc, oh, ow });
 	y = op_conv2d(h.g, xt, wt, c->oc, c->k, c->k, &a);
-	snprintf(what, sizeof(what), "conv2d n%d %d->%d %dx%d k%d s%d pad %d,%d,%d,%d%s%s%s%s act%d",
+	snprintf(what, sizeof(what), "conv2d n%d %d->%d %dx%d k%d s%d pad %d,%d,%d,%d%s%s%s%s act%d%s",
 		 c->n, c->ic, c->oc, ih, iw, c->k, c->s, c->pt, c->pl, c->pb, c->pr,
 		 c->ups ? " up" : "", c->bias2 ? " bias2" : "", c->res ? " res" : "",
-		 c->linear ? " linear" : "", c->act);
+		 c->linear ? " linear" : "", c->act, unpacked ? " unpacked" : "");
 	h_check(&h, y, want, ny, TOL, what);
 	free(x), free(w), free(b), free(b2), free(r), free(packed), free(want);
 }
@@ -210,8 +229,11 @@ static void tests_conv(void)
 		{ 1, 13, 21, 23, 29, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, CU_ACT_NONE, 0 },
 		{ 2, 30, 17, 37, 41, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, CU_ACT_GELU, 0 },
 	};
-	for (size_t i = 0; i < CU_ARRAY_LEN(cases); i++)
-		test_conv(&cases[i]);
+	for (size_t i = 0; i < CU_ARRAY_LEN(cases); i++) {
+		test_conv(&cases[i], 0);
+		if (rt->is_cpu) /* only CPU-class devices use weights in the file's layout */
+			test_conv(&cases[i], 1);
+	}
 }
 
 /* ------------------------------------------------------------ group norm */
@@ -535,7 +557,7 @@ static nn_store *store;
 static void nn_begin(harness *h, nn_ctx *c)
 {
 	nn_store_free(store);
-	store = nn_store_new(rt, test_fetch, NULL);
+	store = nn_store_new(rt, test_fetch, NULL, NULL);
 	h_init(h);
 	nn_ctx_init(c, h->g, store);
 }

@@ -3,7 +3,10 @@
  * over several runs and printed as GFLOP/s and as a percentage of the FMA
  * peak measured right before that case (the machine's speed moves).
  *
- *   bench_ops [--runs N] [--filter SUBSTRING]
+ *   bench_ops [--runs N] [--filter SUBSTRING] [--unpacked]
+ *
+ * --unpacked gives the convolutions their weights in the checkpoint's
+ * layout, as a CPU-class device reads them from the mapped file.
  *
  * Forcing variables (CLUNET_CONV, CLUNET_GEMM, ...) apply as in a model, so
  * one implementation can be compared with another. Not a test: no case can
@@ -73,6 +76,7 @@ static int cmp_double(const void *a, const void *b)
 }
 static int runs = 5;
 static const char *filter;
+static int unpacked; /* --unpacked: conv weights in the checkpoint's layout */
 
 static float *rnd(cu_rng *r, size_t n)
 {
@@ -160,11 +164,14 @@ static void bench_conv(const conv_shape *c, cu_rng *r)
 	if (!x || !w || !pk || !g)
 		goto out;
 	conv_pack(w, c->oc, c->ic, c->k, c->k, oct, pk);
-	if (upload(nw, pk, &wm))
+	if (upload(unpacked ? (size_t)c->oc * c->ic * c->k * c->k : nw, unpacked ? w : pk, &wm))
 		goto out;
 	xt = cu_graph_input(g, 0, CU_F32, 4, (int64_t[]){ c->n, c->ic, c->h, c->w });
-	wt = cu_graph_weight(g, wm, 0, CU_F32, 5,
-			     (int64_t[]){ (c->oc + oct - 1) / oct, c->ic, c->k, c->k, oct });
+	if (unpacked) /* as a mapped checkpoint has them (CPU-class devices load that way) */
+		wt = cu_graph_weight(g, wm, 0, CU_F32, 4, (int64_t[]){ c->oc, c->ic, c->k, c->k });
+	else
+		wt = cu_graph_weight(g, wm, 0, CU_F32, 5,
+				     (int64_t[]){ (c->oc + oct - 1) / oct, c->ic, c->k, c->k, oct });
 	conv_args_init(&a, pad);
 	if (c->s == 2) {
 		a.stride = 2;
@@ -262,8 +269,10 @@ int main(int argc, char **argv)
 			runs = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
 			filter = argv[++i];
+		else if (!strcmp(argv[i], "--unpacked"))
+			unpacked = 1;
 		else {
-			fprintf(stderr, "usage: bench_ops [--runs N] [--filter SUBSTRING]\n");
+			fprintf(stderr, "usage: bench_ops [--runs N] [--filter SUBSTRING] [--unpacked]\n");
 			return 2;
 		}
 	}

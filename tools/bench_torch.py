@@ -9,7 +9,8 @@ two are measured in alternating rounds and the ratio is taken per round.
 Needs diffusers 0.26.3 and torch for /usr/bin/python3 (see DEVELOPERS.md), and
 OpenBLAS as the system BLAS (Debian's torch uses it for matrix products and for
 the convolutions oneDNN does not take; the reference BLAS is ~10x slower).
-torch runs in a subprocess with OPENBLAS_CORETYPE=SkylakeX set for it only,
+torch runs in a subprocess with OPENBLAS_CORETYPE=SkylakeX set for it only
+(Haswell on a CPU without AVX-512, where the SkylakeX kernels die of SIGILL),
 with as many threads as the machine has cores, on random weights in float32.
 clunet runs `clunet bench --json` (which also measures the device's FMA peak).
 """
@@ -20,6 +21,15 @@ import os
 import statistics
 import subprocess
 import sys
+
+
+def openblas_coretype():
+    """SkylakeX (AVX-512) where the CPU has it, else Haswell (AVX2)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        flags = ""
+    return "SkylakeX" if " avx512f" in flags else "Haswell"
 
 
 def torch_worker(args):
@@ -108,7 +118,7 @@ def main():
                             "--length", str(length), "--runs", str(args.runs), "--json"],
                            check=True, capture_output=True, text=True)
         cj = json.loads(c.stdout)
-        env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX")
+        env = dict(os.environ, OPENBLAS_CORETYPE=openblas_coretype())
         t = subprocess.run([sys.executable, __file__, "--torch-worker", "--model", args.model,
                             "--batch", str(args.batch), "--height", str(args.height),
                             "--width", str(args.width), "--length", str(args.length),

@@ -365,14 +365,41 @@ clunet_status cu_op_kernel(cu_plan *p, cu_op *op, const char *source, const char
 	return rt_kernel_create(p->rt, source, options, kernel, &op->kernel);
 }
 
+/* CLUNET_VARIANT="KEY PREFIX:VARIANT;...": the variant of every op whose
+ * tuning key starts with the prefix (benchmarks and tests), e.g.
+ * "conv_pv:vw=8,pv=2,ocr=6;attention_q:kb=4". Returns it in buf or NULL. */
+static const char *forced_variant(const char *key, char *buf, size_t cap)
+{
+	const char *e = getenv("CLUNET_VARIANT");
+	while (e && *e) {
+		const char *colon = strchr(e, ':'), *end = strchr(e, ';');
+		if (!end)
+			end = e + strlen(e);
+		if (colon && colon < end && !strncmp(key, e, (size_t)(colon - e))) {
+			size_t n = (size_t)(end - colon - 1);
+			if (n >= cap)
+				n = cap - 1;
+			memcpy(buf, colon + 1, n);
+			buf[n] = 0;
+			return buf;
+		}
+		e = *end ? end + 1 : end;
+	}
+	return NULL;
+}
+
 const char *cu_op_variant(cu_plan *p, const cu_op *op)
 {
 	char key[256];
+	static _Thread_local char forced[128];
 	const char *v;
 	if (op->variant[0])
 		return op->variant;
 	if (!op->impl->tune_key || !op->impl->tune_key(p, op, key, sizeof(key)))
 		return "";
+	v = forced_variant(key, forced, sizeof(forced));
+	if (v)
+		return v;
 	v = rt_tune_get(p->rt, key);
 	return v ? v : "";
 }

@@ -260,7 +260,9 @@ clunet_status st_open(const char *path, st_file **out)
 	}
 	f->size = (size_t)sb.st_size;
 	if (f->size >= 8) {
-		f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		/* writable and private: weights used in place (zero-copy on CPU-class
+		 * devices) may be rewritten by fuse_lora, copy-on-write, never the file */
+		f->map = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 		if (f->map == MAP_FAILED) {
 			f->map = NULL;
 			st = cu_fail(CLUNET_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "model.h"
@@ -113,20 +114,18 @@ static int same_shape(const st_tensor *t, int ndim, const int64_t *shape)
 	return 1;
 }
 
-static clunet_status fetch_weight(void *user, const char *name, int ndim, const int64_t *shape,
-				  nn_wrole role, float *data)
+/* The checkpoint's tensor for weight `name` of this shape (diffusers' old
+ * attention names and the Fourier twin included), checked; marks it (and a
+ * Fourier twin) used. */
+static clunet_status find_weight(model *m, const char *name, int ndim, const int64_t *shape,
+				 st_tensor **out)
 {
-	model *m = user;
 	st_tensor *t;
 	const st_file *file = NULL;
 	char alt[600], want[160], got[160];
 	size_t nlen = strlen(name);
 
-	if (m->random_weights) {
-		random_fill(m, name, ndim, shape, role, data);
-		return CLUNET_OK;
-	}
-	if (!m->weights) /* every weight is fetched while loading */
+	if (!m->weights || m->loaded) /* every weight is fetched while loading */
 		return cu_fail(CLUNET_ERR_WEIGHTS, "internal: weight '%s' requested after loading",
 			       name);
 	t = st_set_find(m->weights, name, &file);
@@ -149,7 +148,6 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 		return cu_fail(CLUNET_ERR_WEIGHTS, "%s: tensor '%s' has shape %s, expected %s",
 			       file->path, t->name, got, want);
 	}
-	cu_convert_to_f32(data, t->data, t->dtype, t->numel);
 	t->used = 1;
 	/* the twin of a Fourier weight is the same tensor: not an extra */
 	if (is_fourier_weight(name, nlen)) {
@@ -159,6 +157,60 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 		if (twin && same_shape(twin, ndim, shape))
 			twin->used = 1;
 	}
+	*out = t;
+	return CLUNET_OK;
+}
+
+static clunet_status fetch_weight(void *user, const char *name, int ndim, const int64_t *shape,
+				  nn_wrole role, float *data)
+{
+	model *m = user;
+	st_tensor *t;
+	clunet_status st;
+	if (m->random_weights) {
+		random_fill(m, name, ndim, shape, role, data);
+		return CLUNET_OK;
+	}
+	st = find_weight(m, name, ndim, shape, &t);
+	if (st)
+		return st;
+	cu_convert_to_f32(data, t->data, t->dtype, t->numel);
+	return CLUNET_OK;
+}
+
+/* Zero-copy weights: on a CPU-class device that shares host memory, a
+ * float32 tensor of the mapped checkpoint becomes a device buffer over its
+ * own pages (CL_MEM_USE_HOST_PTR from the page it starts in; the tensor at
+ * an element offset), so loading copies nothing and the page cache is the
+ * only copy. Other dtypes, odd alignments and other devices take the copy
+ * path (fetch_weight). CLUNET_WEIGHTS=copy forces the copy path. */
+static clunet_status map_weight(void *user, const char *name, int ndim, const int64_t *shape,
+				cl_mem *mem, size_t *off)
+{
+	model *m = user;
+	st_tensor *t;
+	uintptr_t at, base;
+	long page = sysconf(_SC_PAGESIZE);
+	cl_int err;
+	clunet_status st;
+	*mem = NULL;
+	if (!m->zero_copy || m->random_weights || !m->weights)
+		return CLUNET_OK;
+	st = find_weight(m, name, ndim, shape, &t);
+	if (st)
+		return st;
+	at = (uintptr_t)t->data;
+	if (t->dtype != CLUNET_F32 || (at & 3) || t->nbytes == 0 || page <= 0)
+		return CLUNET_OK;
+	base = at & ~(uintptr_t)(page - 1);
+	*mem = clCreateBuffer(m->rt->context, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR,
+			      at + t->nbytes - base, (void *)base, &err);
+	if (err != CL_SUCCESS) {
+		*mem = NULL;
+		return rt_cl_fail(err, "clCreateBuffer(CL_MEM_USE_HOST_PTR)", name);
+	}
+	*off = (size_t)(at - base) / 4;
+	m->mapped_weights++;
 	return CLUNET_OK;
 }
 
@@ -785,7 +837,9 @@ clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 	st = open_weights(m, options);
 	if (st)
 		goto fail;
-	m->store = nn_store_new(ctx, fetch_weight, m);
+	m->zero_copy = ctx->is_cpu && ctx->host_unified &&
+		       !(getenv("CLUNET_WEIGHTS") && !strcmp(getenv("CLUNET_WEIGHTS"), "copy"));
+	m->store = nn_store_new(ctx, fetch_weight, map_weight, m);
 	if (!m->store) {
 		st = CLUNET_ERR_HOST_MEMORY;
 		goto fail;
@@ -793,9 +847,13 @@ clunet_status clunet_model_load(clunet_context_t *ctx, const char *dir,
 	st = load_check(m);
 	if (st)
 		goto fail;
-	/* the weights now live on the device; the mapping is no longer needed */
-	st_set_close(m->weights);
-	m->weights = NULL;
+	/* the weights now live on the device, or in the mapping the device reads
+	 * (which then stays for the model's life) */
+	if (!m->mapped_weights) {
+		st_set_close(m->weights);
+		m->weights = NULL;
+	}
+	m->loaded = 1;
 	*out = m;
 	return CLUNET_OK;
 fail:

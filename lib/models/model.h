@@ -62,6 +62,9 @@ struct clunet_model {
 	void *config;
 	st_set *weights;       /* NULL with random weights, and once loaded */
 	int random_weights;
+	int zero_copy;         /* float32 weights used where the file maps them (map_weight) */
+	size_t mapped_weights; /* how many: the mapping stays while they live */
+	int loaded;
 	uint64_t seed;
 	nn_store *store;
 	model_plan plans[MODEL_MAX_PLANS];

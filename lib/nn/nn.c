@@ -15,7 +15,9 @@ typedef struct nn_entry {
 	cl_mem mem;
 	int ndim;
 	int64_t shape[CU_MAXD];
-	int packed;            /* conv panels of a oc x ic x kh x kw weight */
+	size_t off;            /* elements into mem (weights used in place in the file) */
+	int packed;            /* a model layer's oc x ic x kh x kw weight: in panels of oct
+				  channels, or as the checkpoint has it (oct 0) */
 	int oc, ic, kh, kw, oct;
 	struct nn_entry *next;
 } nn_entry;
@@ -23,6 +25,7 @@ typedef struct nn_entry {
 struct nn_store {
 	rt_ctx *rt;
 	nn_fetch_fn fetch;
+	nn_map_fn map;
 	void *user;
 	nn_entry *buckets[NN_BUCKETS];
 	uint64_t bytes;
@@ -33,12 +36,13 @@ struct nn_store {
 	float lora_scale;      /* runtime scale (unfused) or the scale it was fused with */
 };
 
-nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, void *user)
+nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, nn_map_fn map, void *user)
 {
 	nn_store *s = cu_calloc(1, sizeof(nn_store));
 	if (s) {
 		s->rt = rt;
 		s->fetch = fetch;
+		s->map = map;
 		s->user = user;
 	}
 	return s;
@@ -132,6 +136,30 @@ static clunet_status store_add(nn_store *s, const char *key, int ndim, const int
 	return CLUNET_OK;
 }
 
+/* An entry over memory the device already reads (takes the reference to mem). */
+static clunet_status store_add_mapped(nn_store *s, const char *key, int ndim,
+				      const int64_t *shape, cl_mem mem, size_t off, nn_entry **out)
+{
+	unsigned b = (unsigned)(XXH3_64bits(key, strlen(key)) % NN_BUCKETS);
+	nn_entry *e = cu_calloc(1, sizeof(nn_entry));
+	if (e)
+		e->key = cu_strdup(key);
+	if (!e || !e->key) {
+		free(e);
+		clReleaseMemObject(mem);
+		return CLUNET_ERR_HOST_MEMORY;
+	}
+	e->mem = mem;
+	e->off = off;
+	e->ndim = ndim;
+	memcpy(e->shape, shape, (size_t)ndim * sizeof(int64_t));
+	e->next = s->buckets[b];
+	s->buckets[b] = e;
+	s->bytes += numel_of_entry(e) * 4;
+	*out = e;
+	return CLUNET_OK;
+}
+
 static void store_remove(nn_store *s, const char *key)
 {
 	unsigned b = (unsigned)(XXH3_64bits(key, strlen(key)) % NN_BUCKETS);
@@ -174,7 +202,7 @@ static int entry_tensor(nn_ctx *c, const nn_entry *e, int ndim, const int64_t *s
 		cu_fail(CLUNET_ERR_WEIGHTS, "internal: weight '%s' requested with two shapes", e->key);
 		return cu_graph_fail(c->g, CLUNET_ERR_WEIGHTS);
 	}
-	return cu_graph_weight(c->g, e->mem, 0, CU_F32, ndim, shape);
+	return cu_graph_weight(c->g, e->mem, e->off, CU_F32, ndim, shape);
 }
 
 /* Fetches name into a fresh host buffer. */
@@ -219,6 +247,17 @@ int nn_weight(nn_ctx *c, nn_wrole role, int ndim, const int64_t *shape, const ch
 	e = store_find(c->store, name);
 	if (e)
 		return entry_tensor(c, e, ndim, shape);
+	if (c->store->map) {
+		cl_mem mem;
+		size_t off;
+		st = c->store->map(c->store->user, name, ndim, shape, &mem, &off);
+		if (!st && mem)
+			st = store_add_mapped(c->store, name, ndim, shape, mem, off, &e);
+		if (st)
+			return cu_graph_fail(c->g, st);
+		if (mem)
+			return entry_tensor(c, e, ndim, shape);
+	}
 	data = fetch(c, name, ndim, shape, role);
 	if (!data)
 		return -1;
@@ -275,7 +314,27 @@ static int packed_weight_ex(nn_ctx *c, const char *name, int file_ndim, int tran
 	snprintf(key, sizeof(key), "%s#panel%d", name, oct);
 	e = store_find(c->store, key);
 	if (e)
-		return entry_tensor(c, e, 5, packed_shape);
+		return e->oct ? entry_tensor(c, e, 5, packed_shape)
+			      : entry_tensor(c, e, 4, (int64_t[]){ oc, ic, kh, kw });
+	if (!transposed && c->store->map) { /* in place, as the checkpoint has it */
+		cl_mem mem;
+		size_t off;
+		st = c->store->map(c->store->user, name, file_ndim, file_shape, &mem, &off);
+		if (!st && mem)
+			st = store_add_mapped(c->store, key, 4, (int64_t[]){ oc, ic, kh, kw }, mem, off,
+					      &e);
+		if (st)
+			return cu_graph_fail(c->g, st);
+		if (mem) {
+			e->packed = 1;
+			e->oc = oc;
+			e->ic = ic;
+			e->kh = kh;
+			e->kw = kw;
+			e->oct = 0;
+			return entry_tensor(c, e, 4, (int64_t[]){ oc, ic, kh, kw });
+		}
+	}
 	data = fetch(c, name, file_ndim, file_shape, NN_W_MATRIX);
 	if (!data)
 		return -1;
@@ -639,13 +698,15 @@ static clunet_status lora_fold(nn_store *s, float scale, float sign)
 		cl_int err;
 		if (!e)
 			return cu_fail(CLUNET_ERR_ARGUMENT, "LoRA: the model has no layer '%s'", l->prefix);
-		n = conv_packed_size(l->out, l->in, l->kh, l->kw, e->oct);
+		n = e->oct ? conv_packed_size(l->out, l->in, l->kh, l->kw, e->oct)
+			   : (size_t)l->out * kin;
 		delta = cu_calloc((size_t)l->out * kin, sizeof(float));
-		packed = cu_malloc(n * 4);
+		packed = e->oct ? cu_malloc(n * 4) : delta;
 		cur = cu_malloc(n * 4);
 		if (!delta || !packed || !cur) {
+			if (packed != delta)
+				free(packed);
 			free(delta);
-			free(packed);
 			free(cur);
 			return CLUNET_ERR_HOST_MEMORY;
 		}
@@ -657,16 +718,20 @@ static clunet_status lora_fold(nn_store *s, float scale, float sign)
 				for (size_t k = 0; k < kin; k++)
 					row[k] += a * dr[k];
 			}
-		conv_pack(delta, l->out, l->in, l->kh, l->kw, e->oct, packed);
-		err = clEnqueueReadBuffer(s->rt->queue, e->mem, CL_TRUE, 0, n * 4, cur, 0, NULL, NULL);
+		if (e->oct)
+			conv_pack(delta, l->out, l->in, l->kh, l->kw, e->oct, packed);
+		err = clEnqueueReadBuffer(s->rt->queue, e->mem, CL_TRUE, e->off * 4, n * 4, cur, 0,
+					  NULL, NULL);
 		if (err == CL_SUCCESS) {
 			for (size_t k = 0; k < n; k++)
 				cur[k] += packed[k];
-			err = clEnqueueWriteBuffer(s->rt->queue, e->mem, CL_TRUE, 0, n * 4, cur, 0, NULL,
-						   NULL);
+			/* in place: the mapping's private copy of these pages, never the file */
+			err = clEnqueueWriteBuffer(s->rt->queue, e->mem, CL_TRUE, e->off * 4, n * 4, cur,
+						   0, NULL, NULL);
 		}
+		if (packed != delta)
+			free(packed);
 		free(delta);
-		free(packed);
 		free(cur);
 		if (err != CL_SUCCESS)
 			return rt_cl_fail(err, "clEnqueueRead/WriteBuffer", e->key);
@@ -710,8 +775,8 @@ int nn_has_lora(nn_ctx *c, const char *prefix)
 /* Reads a stored weight back from the device. */
 static clunet_status read_entry(nn_store *s, const nn_entry *e, float *dst)
 {
-	cl_int err = clEnqueueReadBuffer(s->rt->queue, e->mem, CL_TRUE, 0, numel_of_entry(e) * 4, dst,
-					 0, NULL, NULL);
+	cl_int err = clEnqueueReadBuffer(s->rt->queue, e->mem, CL_TRUE, e->off * 4,
+					 numel_of_entry(e) * 4, dst, 0, NULL, NULL);
 	return err == CL_SUCCESS ? CLUNET_OK : rt_cl_fail(err, "clEnqueueReadBuffer", e->key);
 }
 
@@ -784,11 +849,12 @@ int nn_stacked_linear(nn_ctx *c, const char *key, const char *const *prefixes, i
 			break;
 		}
 		st = read_entry(c->store, w, tmp);
-		/* unpack panels [oc / ot][in][ot] into rows */
+		/* unpack panels [oc / ot][in][ot] into rows (unpacked weights are rows) */
 		for (int o = 0; !st && o < outs[i]; o++)
 			for (int j = 0; j < in; j++)
 				all[(size_t)(row + o) * in + j] =
-					tmp[((size_t)(o / ot) * in + j) * ot + o % ot];
+					w->oct ? tmp[((size_t)(o / ot) * in + j) * ot + o % ot]
+					       : tmp[(size_t)o * in + j];
 		if (!st && has_bias) {
 			nn_entry *b;
 			snprintf(name, sizeof(name), "%s.bias", prefixes[i]);

@@ -28,6 +28,13 @@ typedef enum nn_wrole {
 typedef clunet_status (*nn_fetch_fn)(void *user, const char *name, int ndim, const int64_t *shape,
 				     nn_wrole role, float *data);
 
+/* The tensor `name` of exactly this shape where it already lives in memory
+ * the device reads (a weight file mapped into a CPU-class device): *mem (a
+ * new reference) and the tensor's element offset in it; *mem NULL when it
+ * must be fetched (copied) instead. Fails with a message like fetch. */
+typedef clunet_status (*nn_map_fn)(void *user, const char *name, int ndim, const int64_t *shape,
+				   cl_mem *mem, size_t *off);
+
 typedef struct nn_store nn_store;
 
 /* ---- LoRA layers (held by the store, applied by nn_conv2d / nn_linear*) ---- */
@@ -59,7 +66,8 @@ void nn_store_lora_clear(nn_store *s);
 nn_lora_mode nn_store_lora_mode(const nn_store *s);
 float nn_store_lora_current_scale(const nn_store *s);
 
-nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, void *user);
+/* map may be NULL (every weight copied). */
+nn_store *nn_store_new(rt_ctx *rt, nn_fetch_fn fetch, nn_map_fn map, void *user);
 void nn_store_free(nn_store *s);
 uint64_t nn_store_bytes(const nn_store *s);
 

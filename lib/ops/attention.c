@@ -60,14 +60,20 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 		/* 2 query vectors per work-item: 1.5x slower here (register pressure),
 		 * left to the tuner for devices with more registers */
 		int qv = cu_variant_int(v, "qv", 1);
+		/* queries per vector: 16 (one AVX-512 register; on AVX2 two, which measured
+		 * faster than one float8 there too: fewer exps and loop trips per query);
+		 * the tuner also tries 8 */
+		int qw = cu_variant_int(v, "qw", 16);
 		if (kb != 4 && kb != 16)
 			kb = 8;
-		if (qv != 2 || ip[P_LQ] < 32)
+		if (qw != 8)
+			qw = 16;
+		if (qv != 2 || ip[P_LQ] < 2 * qw)
 			qv = 1;
-		ip[P_QB] = qv; /* the range below */
+		ip[P_QB] = qv * qw; /* queries per work-item: the range below */
 		snprintf(opts, sizeof(opts),
-			 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DQV=%d -DQLANES -DMASK=%d", ip[P_D], kb,
-			 qv, op->in[3] >= 0);
+			 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DQV=%d -DQW=%d -DQLANES -DMASK=%d", ip[P_D],
+			 kb, qv, qw, op->in[3] >= 0);
 		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_q_f32");
 	} else if (ip[P_VE]) {
 		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DVE=%d -DMASK=%d",
@@ -82,7 +88,7 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 		st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
 				 ip[P_LQ], ip[P_LK], ip[P_HEADS], (double)op->fp[0]);
 	if (ip[P_VE] < 0)
-		cu_op_range(op, 2, (size_t)(ip[P_LQ] + 16 * ip[P_QB] - 1) / (size_t)(16 * ip[P_QB]),
+		cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB],
 			    (size_t)ip[P_BH], 1);
 	else
 		cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB],
@@ -104,14 +110,25 @@ static int fused_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 	return 1;
 }
 
+/* Every key block (4, 8, 16) x query vectors per work-item (1, 2) x vector
+ * width (8, 16) but the default (8 keys, 1 vector of 16). */
 static int fused_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
 {
+	static const int kbs[] = { 4, 8, 16 };
+	int native = 16, n = 0;
 	(void)p;
-	static const char *const v[] = { "kb=4", "kb=16", "kb=8,qv=2" };
-	if (i < 0 || i >= (int)CU_ARRAY_LEN(v) || (i == 2 && op->ip[P_LQ] < 32))
-		return 0;
-	snprintf(buf, cap, "%s", v[i]);
-	return 1;
+	for (int w = 0; w < 2; w++)
+		for (int qv = 1; qv <= 2; qv++)
+			for (int k = 0; k < 3; k++) {
+				int qw = w ? 24 - native : native; /* the other of 8 and 16 */
+				if ((qw == native && qv == 1 && kbs[k] == 8) || op->ip[P_LQ] < qv * qw)
+					continue;
+				if (n++ == i) {
+					snprintf(buf, cap, "kb=%d,qv=%d,qw=%d", kbs[k], qv, qw);
+					return 1;
+				}
+			}
+	return 0;
 }
 
 static const cu_op_impl fused_impl = { .kind = "attention_fused", .prepare = fused_prepare,

@@ -22,14 +22,30 @@ enum { P_OC, P_KH, P_KW, P_S, P_PT, P_PL, P_PB, P_PR, P_UPS, P_ACT, P_OCT,
 
 enum { CONV_PV_OCR = 8, CONV_PV_PV = 3, CONV_PV_TILE = 16 * CONV_PV_PV };
 
+/* The smallest power of two >= oc, at most CONV_PV_OCR. */
+static int conv_panel_width_small(int oc)
+{
+	int oct = 1;
+	while (oct < oc && oct < CONV_PV_OCR)
+		oct *= 2;
+	return oct;
+}
+
+/* conv_pv's panel width for packed weights: its default channel tile
+ * (AVX-512-class: 8; AVX2-class, 16 vector registers: 4). */
+static int conv_pv_panel(const rt_ctx *rt)
+{
+	return rt->vec_width >= 16 ? CONV_PV_OCR : 4;
+}
+
 int conv_panel_width(const rt_ctx *rt, int oc)
 {
 	int oct = 1;
 	/* CPU-class: conv_pv's panels; a layer with fewer outputs (a model's
 	 * conv_out with 3 or 4 channels) keeps a small panel and the channel-vector
 	 * kernel rather than computing padding */
-	if (rt->is_cpu && oc >= CONV_PV_OCR)
-		return CONV_PV_OCR;
+	if (rt->is_cpu && oc >= conv_pv_panel(rt))
+		return conv_pv_panel(rt);
 	if (rt->is_cpu) {
 		while (oct < oc)
 			oct *= 2;
@@ -100,7 +116,9 @@ static clunet_status conv_prepare(cu_plan *p, cu_op *op)
 	int ih = x->ndim == 4 ? (int)x->ne[2] : 1, iw = x->ndim == 4 ? (int)x->ne[3] : 1;
 	int oc = op->ip[P_OC], oh = y->ndim == 4 ? (int)y->ne[2] : 1;
 	int ow = y->ndim == 4 ? (int)y->ne[3] : 1;
-	int oct = op->ip[P_OCT], vw = oct >= 16 ? 16 : oct, ocb = oct / vw;
+	/* unpacked weights (oct 0): blocks of 8 rows gathered, or fewer for a small layer */
+	int wpk = op->ip[P_OCT] != 0, oct = wpk ? op->ip[P_OCT] : conv_panel_width_small(oc);
+	int vw = oct >= 16 ? 16 : oct, ocb = oct / vw;
 	int px = ocb >= 4 ? 6 : ocb >= 2 ? 8 : 8;
 	char opts[256];
 	clunet_status st;
@@ -109,9 +127,10 @@ static clunet_status conv_prepare(cu_plan *p, cu_op *op)
 		px = ow;
 	snprintf(opts, sizeof(opts),
 		 "-cl-std=CL1.2 -DVW=%d -DOCB=%d -DPX=%d -DKH=%d -DKW=%d -DS=%d -DUPS=%d "
-		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d",
+		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d -DWPK=%d",
 		 vw, ocb, px, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], op->ip[P_UPS],
-		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT]);
+		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT],
+		 wpk);
 	st = cu_op_kernel(p, op, "conv2d.cl", opts, "conv2d_f32");
 	if (st)
 		return st;
@@ -129,6 +148,31 @@ static clunet_status conv_prepare(cu_plan *p, cu_op *op)
 	return CLUNET_OK;
 }
 
+/* conv_pv's register tile: VW-wide pixel vectors (the device's native float
+ * width: 16 with AVX-512, 8 with AVX2), PV of them, OCR output channels.
+ * Defaults fill about three quarters of the vector registers (32 with
+ * AVX-512: 3 x 8 float16 accumulators; 16 with AVX2: 2 x 6 float8); a
+ * variant ("vw=8,pv=2,ocr=6") may say otherwise. Packed weights fix OCR to
+ * their panel width. A tile never exceeds CONV_PV_TILE pixels (the slack of
+ * the padded planes). */
+static void conv_pv_tile(const rt_ctx *rt, int oct, int taps, const char *variant, int *vw,
+			 int *pv, int *ocr)
+{
+	int wide = rt->vec_width >= 16;
+	/* AVX2-class defaults (measured at SD 1.5's shapes): 3 x 4 for 3x3 convs,
+	 * 2 x 6 for 1x1 ones and linear layers */
+	int def_pv = wide ? CONV_PV_PV : taps > 1 ? 3 : 2, def_ocr = wide ? CONV_PV_OCR : taps > 1 ? 4 : 6;
+	*vw = cu_variant_int(variant, "vw", wide ? 16 : 8);
+	if (*vw != 8 && *vw != 16)
+		*vw = wide ? 16 : 8;
+	*pv = cu_variant_int(variant, "pv", *vw == (wide ? 16 : 8) ? def_pv : *vw == 16 ? 1 : 3);
+	if (*pv < 1 || *vw * *pv > CONV_PV_TILE)
+		*pv = 1;
+	*ocr = oct ? oct : cu_variant_int(variant, "ocr", *vw == (wide ? 16 : 8) ? def_ocr : 6);
+	if (*ocr < 1 || *ocr > 16)
+		*ocr = def_ocr;
+}
+
 static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 {
 	cu_graph *g = p->g;
@@ -136,18 +180,19 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 	int n = (int)y->ne[0], oc = op->ip[P_OC], ic = op->ip[P_IC];
 	int oh = y->ndim == 4 ? (int)y->ne[2] : 1, ow = y->ndim == 4 ? (int)y->ne[3] : 1;
 	const char *variant = cu_op_variant(p, op);
-	int pv = cu_variant_int(variant, "pv", CONV_PV_PV), ord = cu_variant_int(variant, "ord", 0);
-	size_t tiles, blocks = (size_t)(oc + CONV_PV_OCR - 1) / CONV_PV_OCR;
+	int vw, pv, ocr, ord = cu_variant_int(variant, "ord", 0);
+	size_t tiles, blocks;
 	char opts[256];
 	clunet_status st;
-	if (pv < 1 || pv > CONV_PV_PV) /* larger tiles would outrun the padded plane */
-		pv = CONV_PV_PV;
-	tiles = (size_t)(op->ip[P_Q] + 16 * pv - 1) / (size_t)(16 * pv);
+	conv_pv_tile(p->rt, op->ip[P_OCT], op->ip[P_KH] * op->ip[P_KW], variant, &vw, &pv, &ocr);
+	blocks = (size_t)(oc + ocr - 1) / (size_t)ocr;
+	tiles = (size_t)(op->ip[P_Q] + vw * pv - 1) / (size_t)(vw * pv);
 	snprintf(opts, sizeof(opts),
-		 "-cl-std=CL1.2 -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DORD=%d -DUPS=0 "
-		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d",
-		 CONV_PV_OCR, pv, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], ord != 0,
-		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT]);
+		 "-cl-std=CL1.2 -DVW=%d -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DORD=%d -DUPS=0 "
+		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d -DWPK=%d",
+		 vw, ocr, pv, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], ord != 0,
+		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT],
+		 op->ip[P_OCT] != 0);
 	st = cu_op_kernel(p, op, "conv_pv.cl", opts, "conv_pv_f32");
 	if (st)
 		return st;
@@ -189,9 +234,9 @@ static clunet_status pad_prepare(cu_plan *p, cu_op *op)
 static int conv_pv_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 {
 	const cu_tensor *y = cu_t(p->g, op->out);
-	snprintf(buf, cap, "conv_pv n%lld ic%d oc%d k%dx%d s%d q%d pw%d", (long long)y->ne[0],
+	snprintf(buf, cap, "conv_pv n%lld ic%d oc%d k%dx%d s%d q%d pw%d%s", (long long)y->ne[0],
 		 op->ip[P_IC], op->ip[P_OC], op->ip[P_KH], op->ip[P_KW], op->ip[P_S], op->ip[P_Q],
-		 op->ip[P_PW]);
+		 op->ip[P_PW], op->ip[P_OCT] ? "" : " w");
 	return 1;
 }
 
@@ -273,7 +318,7 @@ static const cu_op_impl epilogue_impl = { .kind = "conv_epilogue", .prepare = ep
 static int use_im2col(int oc, int oct)
 {
 	const char *e = getenv("CLUNET_CONV");
-	return e && !strcmp(e, "im2col") && oc % oct == 0;
+	return e && !strcmp(e, "im2col") && (oct == 0 || oc % oct == 0);
 }
 
 static int conv_im2col_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int kw,
@@ -305,17 +350,18 @@ static int conv_im2col_graph(cu_graph *g, int x, int w, int y, int oc, int kh, i
 		ip[I2C_UPS] = a->upsample;
 	}
 	for (int b = 0; b < n; b++) {
-		/* panel j of the packed weights is A_j^T = [k][oct]: rows j*oct.. of Y */
+		/* panel j of the packed weights is A_j^T = [k][oct]: rows j*oct.. of Y;
+		 * unpacked weights (oct 0) are A = [oc][k] itself */
 		gemm_args ga;
 		memset(&ga, 0, sizeof(ga));
-		ga.trans_a = 1;
-		ga.m = oct;
+		ga.trans_a = oct != 0;
+		ga.m = oct ? oct : oc;
 		ga.n = pp;
 		ga.k = k;
-		ga.lda = oct;
+		ga.lda = oct ? oct : k;
 		ga.ldb = pp;
 		ga.ldc = pp;
-		ga.batch = oc / oct;
+		ga.batch = oct ? oc / oct : 1;
 		ga.stride_a = (long)k * oct;
 		ga.stride_b = 0;
 		ga.stride_c = (long)oct * pp;
@@ -341,7 +387,7 @@ static int conv_im2col_graph(cu_graph *g, int x, int w, int y, int oc, int kh, i
 static int use_pv(cu_graph *g, int oct, int stride, int q)
 {
 	const char *e = getenv("CLUNET_CONV");
-	if (!g->rt->is_cpu || oct != CONV_PV_OCR || stride > 2)
+	if (!g->rt->is_cpu || (oct != conv_pv_panel(g->rt) && oct != 0) || stride > 2)
 		return 0;
 	if (e && !strcmp(e, "direct"))
 		return 0;
@@ -357,7 +403,7 @@ static const cu_op_impl linear_impl = { .kind = "linear", .prepare = conv_prepar
 
 /* The conv_pv form of op_conv2d: an optional pad op, then the conv. */
 static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int kw,
-			 const conv_args *a, int oh, int ow)
+			 const conv_args *a, int oh, int ow, int oct)
 {
 	const cu_tensor *xt = cu_t(g, x);
 	int n = (int)xt->ne[0], ic = (int)xt->ne[1], st = a->stride;
@@ -416,7 +462,7 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 		op->ip[P_S] = st;
 		op->ip[P_IC] = ic;
 		op->ip[P_ACT] = a->act;
-		op->ip[P_OCT] = CONV_PV_OCR;
+		op->ip[P_OCT] = oct;
 		op->ip[P_PW] = pw;
 		op->ip[P_CS] = cs;
 		op->ip[P_PS] = ps;
@@ -461,11 +507,12 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
 	ic = (int)xt->ne[1];
+	/* packed [OC/oct][IC][KH][KW][oct], or the checkpoint's [OC][IC][KH][KW] (oct 0) */
 	oct = wt->ndim == 5 ? (int)wt->ne[4] : 0;
-	if (wt->ndim != 5 || wt->ne[1] != ic || wt->ne[2] != kh || wt->ne[3] != kw ||
-	    wt->ne[0] * oct < oc) {
+	if ((wt->ndim != 5 && wt->ndim != 4) || wt->ne[1] != ic || wt->ne[2] != kh ||
+	    wt->ne[3] != kw || (wt->ndim == 5 ? wt->ne[0] * oct < oc : wt->ne[0] != oc)) {
 		cu_fail(CLUNET_ERR_ARGUMENT,
-			"conv2d: packed weight %s does not fit input %s with %d outputs",
+			"conv2d: weight %s does not fit input %s with %d outputs",
 			cu_shape_str(wt, s1, sizeof(s1)), cu_shape_str(xt, s2, sizeof(s2)), oc);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
@@ -501,7 +548,7 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 	if (use_im2col(oc, oct))
 		return conv_im2col_graph(g, x, w, y, oc, kh, kw, a, oh, ow, oct);
 	if (use_pv(g, oct, a->stride, oh * (iw + a->pad_l + a->pad_r)))
-		return conv_pv_graph(g, x, w, y, oc, kh, kw, a, oh, ow);
+		return conv_pv_graph(g, x, w, y, oc, kh, kw, a, oh, ow, oct);
 	in[0] = x;
 	in[1] = w;
 	in[2] = a->bias;

@@ -23,6 +23,8 @@ typedef struct clunet_context {
 	int profiling;
 	size_t base_align;     /* CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes */
 	size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+	int host_unified;      /* CL_DEVICE_HOST_UNIFIED_MEMORY */
+	int vec_width;         /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 AVX-512, 8 AVX2 */
 	cu_log log;
 
 	/* program cache */
