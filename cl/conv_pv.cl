@@ -21,7 +21,19 @@
  * HAS_BIAS, HAS_BIAS2, RES,
  * DIV, ACT as in conv2d.cl (v = acc + bias + bias2; res + v; / out_div;
  * act). pad2d_f32 needs only UPS (0; 1 nearest x2; 2 zero-inserted along x).
- * Every program built from this file defines all of them. */
+ * GEGLU (WPK 0 only): the layer is diffusers' GEGLU projection with 2 OC
+ * outputs, a work-item's first OCR/2 rows come from the first half and the
+ * rest from the second, and the epilogue writes (x + b) * gelu(g + b') to OC
+ * channels (no bias2, RES, DIV or ACT then).
+ * Every program built from this file defines all of them but GEGLU. */
+#ifndef GEGLU
+#define GEGLU 0
+#endif
+#if GEGLU
+#define OCO (OCR / 2) /* output channels per work-item */
+#else
+#define OCO OCR
+#endif
 
 
 #ifndef VW
@@ -50,7 +62,16 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 			  uint res_off, __global float *y, uint y_off, int IC, int CS, int PW, int PS,
 			  int OC, int OH, int OW, int Q, float out_div)
 {
-#if ORD /* tuning: the pixel tiles along dimension 0 */
+#if ORD == 2
+	/* groups of TG pixel tiles x every channel block, the tiles fastest: a
+	 * channel block's weights serve TG tiles while they are in cache, a tile's
+	 * input serves every channel block while it is in L2 */
+	const int nb = (OC + OCO - 1) / OCO, g = get_global_id(0), tg = g / (TG * nb);
+	const int r = g - tg * TG * nb, ocb = r / TG, q0 = (tg * TG + r % TG) * PVT;
+	const int n = get_global_id(1);
+	if (q0 >= Q)
+		return;
+#elif ORD /* tuning: the pixel tiles along dimension 0 */
 	const int ocb = get_global_id(1), q0 = get_global_id(0) * PVT, n = get_global_id(2);
 #else
 	const int ocb = get_global_id(0), q0 = get_global_id(1) * PVT, n = get_global_id(2);
@@ -63,8 +84,14 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 #else
 	__global const float *wr[OCR];
 	#pragma unroll
-	for (int o = 0; o < OCR; o++)
-		wr[o] = w + w_off + (size_t)min(ocb * OCR + o, OC - 1) * IC * KH * KW;
+	for (int o = 0; o < OCR; o++) {
+#if GEGLU /* rows of the first half, then the same rows of the second */
+		const int row = (o < OCO ? 0 : OC) + min(ocb * OCO + o % OCO, OC - 1);
+#else
+		const int row = min(ocb * OCR + o, OC - 1);
+#endif
+		wr[o] = w + w_off + (size_t)row * IC * KH * KW;
+	}
 	int wt = 0;
 #define W_AT(o) wr[o][wt]
 #define W_NEXT() (wt++)
@@ -106,6 +133,62 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 		if (qa >= Q)
 			break;
 		int oy = qa / PW, ox = qa - oy * PW;
+#if GEGLU
+		if (ox + VW <= OW && oy < OH) {
+			for (int o = 0; o < OCO; o++) {
+				const int oc = ocb * OCO + o;
+				if (oc >= OC)
+					break;
+				const VT xv = acc[p][o] + bias[bias_off + oc];
+				const VT gv = acc[p][o + OCO] + bias[bias_off + OC + oc];
+				VSTOREN(xv * CU_CAT(cu_act, VW)(gv, CU_ACT_GELU), 0,
+					y + y_off + ((size_t)n * OC + oc) * OH * OW + oy * OW + ox);
+			}
+			continue;
+		}
+		for (int l = 0; l < VW; l++) {
+			const int q = qa + l, yy = q / PW, xx = q - yy * PW;
+			if (q >= Q || xx >= OW || yy >= OH)
+				continue;
+			for (int o = 0; o < OCO; o++) {
+				const int oc = ocb * OCO + o;
+				if (oc >= OC)
+					break;
+				float xs[VW], gs[VW];
+				VSTOREN(acc[p][o], 0, xs);
+				VSTOREN(acc[p][o + OCO], 0, gs);
+				y[y_off + ((size_t)n * OC + oc) * OH * OW + yy * OW + xx] =
+					(xs[l] + bias[bias_off + oc]) *
+					cu_act(gs[l] + bias[bias_off + OC + oc], CU_ACT_GELU);
+			}
+		}
+		continue;
+#endif
+		if (ox + VW <= OW && oy < OH) {
+			/* the whole vector in one output row: vector epilogue, vector stores */
+			for (int o = 0; o < OCR; o++) {
+				const int oc = ocb * OCR + o;
+				if (oc >= OC)
+					break;
+				float add = 0.0f;
+#if HAS_BIAS
+				add += bias[bias_off + oc];
+#endif
+#if HAS_BIAS2
+				add += bias2[bias2_off + n * OC + oc];
+#endif
+				const size_t at = ((size_t)n * OC + oc) * OH * OW + oy * OW + ox;
+				VT v = acc[p][o] + add;
+#if RES
+				v = VLOADN(0, res + res_off + at) + v;
+#endif
+#if DIV
+				v = v / out_div;
+#endif
+				VSTOREN(CU_CAT(cu_act, VW)(v, ACT), 0, y + y_off + at);
+			}
+			continue;
+		}
 		int ys[VW];
 		for (int l = 0; l < VW; l++) { /* the output row and column of each lane */
 			ys[l] = (qa + l < Q && ox < OW && oy < OH) ? oy * OW + ox : -1;

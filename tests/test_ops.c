@@ -236,6 +236,60 @@ static void tests_conv(void)
 	}
 }
 
+/* GEGLU folded into the projection (op_conv_geglu): x, g = halves of W x + b;
+ * x * gelu(g). Unpacked weights take the fused kernel on CPU-class devices,
+ * packed ones the conv + geglu pair. */
+static void test_conv_geglu(int n, int ic, int f, int hh, int ww, int unpacked)
+{
+	harness h;
+	size_t px = (size_t)hh * ww, nx = (size_t)n * ic * px, nw = (size_t)2 * f * ic;
+	size_t ny = (size_t)n * f * px;
+	float *x = rnd(nx, 1), *w = rnd(nw, 1.0f / sqrtf((float)ic)), *b = rnd((size_t)2 * f, 0.5f);
+	int oct = conv_panel_width(rt, 2 * f);
+	float *packed = malloc(conv_packed_size(2 * f, ic, 1, 1, oct) * 4);
+	double *want = malloc(ny * sizeof(double));
+	char what[160];
+	conv_args a;
+	int xt, wt, y;
+	for (int s = 0; s < n; s++)
+		for (int o = 0; o < f; o++)
+			for (size_t p = 0; p < px; p++) {
+				double v = b[o], g = b[f + o];
+				for (int i = 0; i < ic; i++) {
+					double xi = x[((size_t)s * ic + i) * px + p];
+					v += (double)w[(size_t)o * ic + i] * xi;
+					g += (double)w[(size_t)(f + o) * ic + i] * xi;
+				}
+				want[((size_t)s * f + o) * px + p] = v * act_ref(g, CU_ACT_GELU);
+			}
+	h_init(&h);
+	conv_pack(w, 2 * f, ic, 1, 1, oct, packed);
+	xt = h_input(&h, x, 4, (int64_t[]){ n, ic, hh, ww });
+	if (unpacked)
+		wt = h_weight_at(&h, w, nw, 5, 4, (int64_t[]){ 2 * f, ic, 1, 1 });
+	else
+		wt = h_weight(&h, packed, conv_packed_size(2 * f, ic, 1, 1, oct), 5,
+			      (int64_t[]){ (2 * f + oct - 1) / oct, ic, 1, 1, oct });
+	conv_args_init(&a, 0);
+	a.bias = h_weight(&h, b, (size_t)2 * f, 1, (int64_t[]){ 2 * f });
+	y = op_conv_geglu(h.g, xt, wt, 2 * f, &a);
+	snprintf(what, sizeof(what), "conv+geglu n%d %d->2x%d %dx%d%s", n, ic, f, hh, ww,
+		 unpacked ? " unpacked (fused)" : "");
+	h_check(&h, y, want, ny, TOL, what);
+	free(x), free(w), free(b), free(packed), free(want);
+}
+
+static void tests_conv_geglu(void)
+{
+	static const int cases[][5] = { { 1, 37, 21, 5, 13 }, { 2, 16, 8, 4, 4 }, { 1, 9, 3, 3, 11 },
+					{ 2, 64, 40, 7, 9 }, { 1, 20, 7, 1, 77 } };
+	for (size_t i = 0; i < CU_ARRAY_LEN(cases); i++) {
+		test_conv_geglu(cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], 0);
+		if (rt->is_cpu)
+			test_conv_geglu(cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], 1);
+	}
+}
+
 /* ------------------------------------------------------------ group norm */
 
 static void test_group_norm(int n, int c, int hh, int ww, int groups, int affine, int ss,
@@ -1408,8 +1462,10 @@ int main(int argc, char **argv)
 	printf("device: %s (%s kernels)\n", rt->info.name, rt->is_cpu ? "CPU-shaped" : "GPU-shaped");
 	cu_rng_seed(&rng, 20261122);
 
-	if (conv)
+	if (conv) {
 		tests_conv();
+		tests_conv_geglu();
+	}
 	if (all)
 		test_tuner_rejects_wrong();
 	if (all) {

@@ -77,7 +77,7 @@ typedef struct cu_op {
 	int in[CU_MAX_IN]; /* tensor ids, -1 for an absent optional input */
 	int n_in;
 	int out;
-	int ip[16];        /* integer parameters, meaning per op kind */
+	int ip[20];        /* integer parameters, meaning per op kind */
 	float fp[8];       /* float parameters */
 	double flops;
 	/* set by prepare() */

@@ -465,7 +465,7 @@ static int basic_transformer(nn_ctx *c, const char *prefix, int h, int ctx, int 
 	P(p, "%s.norm3", prefix);
 	nrm = layer_norm(c, p, h, 1e-5f);
 	P(p, "%s.ff.net.0.proj", prefix);
-	f = op_geglu(c->g, nn_linear(c, p, nrm, dim, 8 * dim, 1, CU_ACT_NONE));
+	f = nn_linear_geglu(c, p, nrm, dim, 8 * dim);
 	conv_args_init(&ca, 0);
 	ca.res = h;
 	P(p, "%s.ff.net.2", prefix);

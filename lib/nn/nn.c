@@ -467,6 +467,19 @@ int nn_linear_ex(nn_ctx *c, const char *prefix, int x, int in, int out, int bias
 	return op_conv2d(c->g, x, w, out, 1, 1, &la);
 }
 
+int nn_linear_geglu(nn_ctx *c, const char *prefix, int x, int in, int out)
+{
+	char name[512];
+	conv_args a;
+	int w;
+	snprintf(name, sizeof(name), "%s.weight", prefix);
+	conv_args_init(&a, 0);
+	w = packed_weight(c, name, 2, out, in, 1, 1);
+	a.bias = nn_weight(c, NN_W_BIAS, 1, (int64_t[]){ out }, "%s.bias", prefix);
+	a.res = lora_res(c, prefix, x, &a); /* a LoRA keeps the GEGLU a separate op */
+	return op_conv_geglu(c->g, x, w, out, &a);
+}
+
 int nn_linear(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, cu_act act)
 {
 	conv_args a;

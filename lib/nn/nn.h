@@ -112,6 +112,10 @@ int nn_conv1d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int b
 /* nn.ConvTranspose1d(ic, oc, k, stride=2, padding) at prefix (weight [ic, oc, k], bias). */
 int nn_conv_transpose1d(nn_ctx *c, const char *prefix, int x, int ic, int oc, int k, int padding);
 /* nn.Linear(in, out) at prefix on x [N, in]; act applied to the output. */
+/* diffusers' GEGLU: x, gate = linear(x) (out outputs, with bias) halves;
+ * x * gelu(gate) with out / 2 channels, folded into the projection where
+ * the op allows (op_conv_geglu). */
+int nn_linear_geglu(nn_ctx *c, const char *prefix, int x, int in, int out);
 int nn_linear(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, cu_act act);
 /* The same with a full epilogue (residual, output division, activation). */
 int nn_linear_ex(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, conv_args *a);

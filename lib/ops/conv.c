@@ -18,7 +18,9 @@
 
 enum { P_OC, P_KH, P_KW, P_S, P_PT, P_PL, P_PB, P_PR, P_UPS, P_ACT, P_OCT,
        /* conv_pv: the padded input's row pitch, plane size, output pixels over it */
-       P_PW, P_CS, P_Q, P_PS, P_IC };
+       P_PW, P_CS, P_Q, P_PS, P_IC,
+       /* conv_pv: GEGLU folded into the epilogue (P_OC is then half the weight's rows) */
+       P_GEGLU };
 
 enum { CONV_PV_OCR = 8, CONV_PV_PV = 3, CONV_PV_TILE = 16 * CONV_PV_PV };
 
@@ -180,19 +182,22 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 	int n = (int)y->ne[0], oc = op->ip[P_OC], ic = op->ip[P_IC];
 	int oh = y->ndim == 4 ? (int)y->ne[2] : 1, ow = y->ndim == 4 ? (int)y->ne[3] : 1;
 	const char *variant = cu_op_variant(p, op);
-	int vw, pv, ocr, ord = cu_variant_int(variant, "ord", 0);
+	int vw, pv, ocr, ord = cu_variant_int(variant, "ord", 0), tg = cu_variant_int(variant, "tg", 4);
 	size_t tiles, blocks;
 	char opts[256];
 	clunet_status st;
 	conv_pv_tile(p->rt, op->ip[P_OCT], op->ip[P_KH] * op->ip[P_KW], variant, &vw, &pv, &ocr);
-	blocks = (size_t)(oc + ocr - 1) / (size_t)ocr;
+	if (op->ip[P_GEGLU] && ocr % 2) /* half the rows from each half of the weight */
+		ocr++;
+	blocks = (size_t)(oc + ocr / (op->ip[P_GEGLU] ? 2 : 1) - 1) /
+		 (size_t)(ocr / (op->ip[P_GEGLU] ? 2 : 1));
 	tiles = (size_t)(op->ip[P_Q] + vw * pv - 1) / (size_t)(vw * pv);
 	snprintf(opts, sizeof(opts),
-		 "-cl-std=CL1.2 -DVW=%d -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DORD=%d -DUPS=0 "
-		 "-DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d -DWPK=%d",
-		 vw, ocr, pv, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], ord != 0,
+		 "-cl-std=CL1.2 -DVW=%d -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DORD=%d -DTG=%d "
+		 "-DUPS=0 -DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d -DWPK=%d -DGEGLU=%d",
+		 vw, ocr, pv, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], ord, tg,
 		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT],
-		 op->ip[P_OCT] != 0);
+		 op->ip[P_OCT] != 0, op->ip[P_GEGLU]);
 	st = cu_op_kernel(p, op, "conv_pv.cl", opts, "conv_pv_f32");
 	if (st)
 		return st;
@@ -201,7 +206,12 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 			 op->ip[P_Q], (double)op->fp[0]);
 	if (st)
 		return st;
-	if (ord)
+	if (ord < 0 || ord > 2 || tg < 1)
+		return cu_fail(CLUNET_ERR_ARGUMENT, "conv_pv: variant '%s' has no such order", variant);
+	if (ord == 2)
+		cu_op_range(op, 2, (tiles + (size_t)tg - 1) / (size_t)tg * (size_t)tg * blocks,
+			    (size_t)n, 1);
+	else if (ord)
 		cu_op_range(op, 3, tiles, blocks, (size_t)n);
 	else
 		cu_op_range(op, 3, blocks, tiles, (size_t)n);
@@ -234,24 +244,43 @@ static clunet_status pad_prepare(cu_plan *p, cu_op *op)
 static int conv_pv_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 {
 	const cu_tensor *y = cu_t(p->g, op->out);
-	snprintf(buf, cap, "conv_pv n%lld ic%d oc%d k%dx%d s%d q%d pw%d%s", (long long)y->ne[0],
+	snprintf(buf, cap, "conv_pv n%lld ic%d oc%d k%dx%d s%d q%d pw%d%s%s", (long long)y->ne[0],
 		 op->ip[P_IC], op->ip[P_OC], op->ip[P_KH], op->ip[P_KW], op->ip[P_S], op->ip[P_Q],
-		 op->ip[P_PW], op->ip[P_OCT] ? "" : " w");
+		 op->ip[P_PW], op->ip[P_OCT] ? "" : " w", op->ip[P_GEGLU] ? " geglu" : "");
 	return 1;
 }
 
-/* Tiles of 1 to 4 pixel vectors (PV x 8 accumulators), either NDRange order;
- * the default (pv=3, ord=0) is not listed. The tile must also fit the
- * padded plane's slack, made for CONV_PV_TILE: smaller tiles always do. */
+/* Register tiles for both vector widths (pixel vectors x output channels;
+ * packed weights fix the channels to their panel width), and the other
+ * NDRange order; the default is not listed. Every tile fits the padded
+ * plane's slack (at most CONV_PV_TILE pixels). */
 static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
 {
-	static const int pvs[] = { 1, 2, 3, 1, 2 }, ords[] = { 0, 0, 1, 1, 1 };
-	(void)p;
-	(void)op;
-	if (i < 0 || i >= (int)CU_ARRAY_LEN(pvs))
-		return 0;
-	snprintf(buf, cap, "pv=%d,ord=%d", pvs[i], ords[i]);
-	return 1;
+	static const int t8[][2] = { { 1, 8 }, { 1, 12 }, { 2, 4 }, { 2, 5 }, { 2, 6 }, { 3, 3 },
+				     { 3, 4 }, { 4, 2 }, { 4, 3 } };
+	static const int t16[][2] = { { 1, 4 }, { 1, 6 }, { 1, 8 }, { 2, 4 }, { 2, 8 }, { 3, 8 } };
+	int dvw, dpv, docr, oct = op->ip[P_OCT], n = 0;
+	conv_pv_tile(p->rt, oct, op->ip[P_KH] * op->ip[P_KW], "", &dvw, &dpv, &docr);
+	for (int w = 0; w < 2; w++) {
+		const int(*t)[2] = w ? t16 : t8;
+		int nt = w ? (int)CU_ARRAY_LEN(t16) : (int)CU_ARRAY_LEN(t8), vw = w ? 16 : 8;
+		for (int k = 0; k < nt; k++) {
+			int pv = t[k][0], ocr = oct ? oct : t[k][1];
+			if (oct && k > 0 && t[k][0] == t[k - 1][0])
+				continue; /* the channels are fixed: one tile per pixel count */
+			if (vw == dvw && pv == dpv && ocr == docr)
+				continue;
+			if (n++ == i) {
+				snprintf(buf, cap, "vw=%d,pv=%d,ocr=%d,ord=0", vw, pv, ocr);
+				return 1;
+			}
+		}
+	}
+	if (n == i) { /* the default tile in the other order */
+		snprintf(buf, cap, "vw=%d,pv=%d,ocr=%d,ord=1", dvw, dpv, docr);
+		return 1;
+	}
+	return 0;
 }
 
 static const cu_op_impl pad_impl = { .kind = "pad", .prepare = pad_prepare };
@@ -403,7 +432,7 @@ static const cu_op_impl linear_impl = { .kind = "linear", .prepare = conv_prepar
 
 /* The conv_pv form of op_conv2d: an optional pad op, then the conv. */
 static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int kw,
-			 const conv_args *a, int oh, int ow, int oct)
+			 const conv_args *a, int oh, int ow, int oct, int geglu)
 {
 	const cu_tensor *xt = cu_t(g, x);
 	int n = (int)xt->ne[0], ic = (int)xt->ne[1], st = a->stride;
@@ -463,14 +492,43 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 		op->ip[P_IC] = ic;
 		op->ip[P_ACT] = a->act;
 		op->ip[P_OCT] = oct;
+		op->ip[P_GEGLU] = geglu;
 		op->ip[P_PW] = pw;
 		op->ip[P_CS] = cs;
 		op->ip[P_PS] = ps;
 		op->ip[P_Q] = q;
 		op->fp[0] = a->out_div;
-		op->flops = 2.0 * n * oc * oh * ow * (double)ic * kh * kw;
+		op->flops = 2.0 * n * oc * (geglu ? 2 : 1) * oh * ow * (double)ic * kh * kw;
 	}
 	return y;
+}
+
+int op_conv_geglu(cu_graph *g, int x, int w, int oc, const conv_args *a)
+{
+	const cu_tensor *xt, *wt;
+	int64_t ne[4];
+	int y;
+	conv_args b = *a;
+	if (g->status || x < 0 || w < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	xt = cu_t(g, x);
+	wt = cu_t(g, w);
+	/* fused: conv_pv over the file's rows, a bias and nothing else in the epilogue */
+	if (oc % 2 == 0 && wt->ndim == 4 && wt->ne[0] == oc && wt->ne[1] == xt->ne[1] &&
+	    wt->ne[2] == 1 && wt->ne[3] == 1 && xt->ndim == 4 && a->bias >= 0 && a->res < 0 &&
+	    a->bias2 < 0 && a->act == CU_ACT_NONE && a->out_div == 1.0f && a->stride == 1 &&
+	    !a->upsample && !(a->pad_t | a->pad_l | a->pad_b | a->pad_r) &&
+	    use_pv(g, 0, 1, (int)(xt->ne[2] * xt->ne[3])) && !getenv("CLUNET_GEGLU_UNFUSED")) {
+		ne[0] = xt->ne[0];
+		ne[1] = oc / 2;
+		ne[2] = xt->ne[2];
+		ne[3] = xt->ne[3];
+		y = cu_graph_act(g, 4, ne);
+		if (y < 0)
+			return -1;
+		return conv_pv_graph(g, x, w, y, oc / 2, 1, 1, &b, (int)ne[2], (int)ne[3], 0, 1);
+	}
+	return op_geglu(g, op_conv2d(g, x, w, oc, 1, 1, a));
 }
 
 int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args *a)
@@ -548,7 +606,7 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 	if (use_im2col(oc, oct))
 		return conv_im2col_graph(g, x, w, y, oc, kh, kw, a, oh, ow, oct);
 	if (use_pv(g, oct, a->stride, oh * (iw + a->pad_l + a->pad_r)))
-		return conv_pv_graph(g, x, w, y, oc, kh, kw, a, oh, ow, oct);
+		return conv_pv_graph(g, x, w, y, oc, kh, kw, a, oh, ow, oct, 0);
 	in[0] = x;
 	in[1] = w;
 	in[2] = a->bias;

@@ -35,6 +35,13 @@ void conv_args_init(conv_args *a, int pad);
  * conv_pack); returns [N, OC, OH, OW] (or [N, OC], or [N, OC, OL]). */
 int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args *a);
 
+/* diffusers' GEGLU over a 1x1 projection with `oc` outputs: x, gate = the
+ * two halves of conv(x); x * gelu(gate), [N, OC/2, H, W]. Folded into the
+ * conv's epilogue where the weights are the file's rows (CPU-class devices)
+ * and the epilogue has only a bias; else the conv, then op_geglu.
+ * CLUNET_GEGLU_UNFUSED=1 forces the latter. */
+int op_conv_geglu(cu_graph *g, int x, int w, int oc, const conv_args *a);
+
 /* ---- normalisation (ops/norm.c) ---- */
 
 /* GroupNorm of [N, C, ...] with `groups`; gamma/beta [C] or -1 (no affine);

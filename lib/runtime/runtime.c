@@ -320,6 +320,10 @@ clunet_status rt_create(const clunet_context_options *opt, rt_ctx **out)
 		cl_uint vw = 0;
 		clGetDeviceInfo(rt->device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof(vw), &vw, NULL);
 		rt->vec_width = vw ? (int)vw : 4;
+		/* CLUNET_VEC_WIDTH=N: plan as for a device of another native width (the
+		 * defaults written for another CPU class; testing the tuner) */
+		if (getenv("CLUNET_VEC_WIDTH") && atoi(getenv("CLUNET_VEC_WIDTH")) > 0)
+			rt->vec_width = atoi(getenv("CLUNET_VEC_WIDTH"));
 	}
 	if (clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof(rt->max_wg),
 			    &rt->max_wg, NULL) != CL_SUCCESS || rt->max_wg == 0)
