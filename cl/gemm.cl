@@ -223,3 +223,99 @@ void gemm_tiled(__global const float *a, uint a_off, __global const float *b, ui
 		}
 }
 #endif
+
+/* The packed-panel kernels for CPU-class devices (the default there):
+ *   gemm_pack_b: B (either TB) into panels of NBW = VW * NB columns,
+ *     bp[q][jb][l][NBW], zero past n: every B row a panel needs is then
+ *     NBW contiguous floats, and consecutive l are adjacent (B rows a
+ *     power-of-two stride apart fell into a few cache sets). Range:
+ *     (k, ceil(n / NBW), batch).
+ *   gemm_pk: C = alpha op(A) B over the panels; a work-item owns MR rows x one panel (MR x NB vector
+ *     accumulators: 6 x 2 float8 on AVX2's 16 registers, 6 x 4 float16 on
+ *     AVX-512's 32), walks l over the panel with A entries broadcast (TA: the
+ *     MR rows of A^T are adjacent). Range: (ceil(n / NBW), ceil(m / MR),
+ *     batch), dimension 0 the panels: work-items that run together share
+ *     their A rows. */
+#ifdef PACKED
+#define NBW (VW * NB)
+__kernel void gemm_pack_b(__global const float *b, uint b_off, __global float *bp, uint bp_off,
+			  int n, int k, int ldb, int sb)
+{
+	const int l = get_global_id(0), jb = get_global_id(1), q = get_global_id(2);
+	const int np = (n + NBW - 1) / NBW;
+	b += b_off + (size_t)q * sb;
+	__global float *dst = bp + bp_off + (((size_t)q * np + jb) * k + l) * NBW;
+	for (int x = 0; x < NBW; x++) {
+		const int j = jb * NBW + x;
+		dst[x] = j < n ? B_AT(l, j) : 0.0f;
+	}
+}
+
+__kernel void gemm_pk(__global const float *a, uint a_off, __global const float *bp, uint bp_off,
+		      __global float *c, uint c_off, int m, int n, int k, int lda, int ldc, int sa,
+		      int sbp, int sc, float alpha)
+{
+#if ORD /* the row blocks along dimension 0: a B panel serves them while in cache */
+	const int jb = get_global_id(1), i0 = get_global_id(0) * MR, q = get_global_id(2);
+#else
+	const int jb = get_global_id(0), i0 = get_global_id(1) * MR, q = get_global_id(2);
+#endif
+	const int j0 = jb * NBW;
+	a += a_off + (size_t)q * sa;
+	/* sbp: floats per batch item of the packed B, 0 when every item shares one */
+	__global const float *panel = bp + bp_off + (size_t)q * sbp + (size_t)jb * k * NBW;
+	c += c_off + (size_t)q * sc;
+	/* A(row r, l) at ar[r] + l * as (TA: the rows adjacent, l a row of A^T) */
+	__global const float *ar[MR];
+	const size_t as = TA ? (size_t)lda : 1;
+	#pragma unroll
+	for (int r = 0; r < MR; r++) { /* clamp: extra rows compute, never store */
+		const int row = min(i0 + r, m - 1);
+		ar[r] = a + (TA ? (size_t)row : (size_t)row * lda);
+	}
+	VT acc[MR][NB];
+	#pragma unroll
+	for (int r = 0; r < MR; r++)
+		#pragma unroll
+		for (int v = 0; v < NB; v++)
+			acc[r][v] = 0.0f;
+	int l = 0;
+#define PK_STEP()                                                             \
+	do {                                                                  \
+		VT bv[NB];                                                    \
+		_Pragma("unroll") for (int v = 0; v < NB; v++)                \
+			bv[v] = VLOAD(v, panel);                              \
+		_Pragma("unroll") for (int r = 0; r < MR; r++) {              \
+			const VT av = (VT)(ar[r][l * as]);                    \
+			_Pragma("unroll") for (int v = 0; v < NB; v++)        \
+				acc[r][v] = fma(av, bv[v], acc[r][v]);        \
+		}                                                             \
+		panel += NBW;                                                 \
+		l++;                                                          \
+	} while (0)
+	for (; l + 4 <= k;) {
+		PK_STEP();
+		PK_STEP();
+		PK_STEP();
+		PK_STEP();
+	}
+	while (l < k)
+		PK_STEP();
+	const int full = j0 + NBW <= n;
+	for (int r = 0; r < MR; r++) {
+		if (i0 + r >= m)
+			break;
+		__global float *cr = c + (size_t)(i0 + r) * ldc + j0;
+		for (int v = 0; v < NB; v++) {
+			if (full) {
+				VSTORE(alpha * acc[r][v], 0, cr + v * VW);
+			} else {
+				float t[VW];
+				VSTORE(alpha * acc[r][v], 0, t);
+				for (int x = 0; x < VW && j0 + v * VW + x < n; x++)
+					cr[v * VW + x] = t[x];
+			}
+		}
+	}
+}
+#endif

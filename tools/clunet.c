@@ -399,25 +399,29 @@ static int cmd_bench(const opts *o)
 	const clunet_op_profile *ops = NULL;
 	size_t n_in, n_ops = 0;
 	clunet_output out;
-	double *times = NULL, t0, load_s, first_s, median, peak = 0;
+	double *times = NULL, t0, ctx_s, load_s, plan_s, first_s, median, peak = 0;
 	int rc = 1, runs = o->runs > 0 ? o->runs : 1;
 
 	if (!o->model) {
 		fprintf(stderr, "clunet: bench needs --model DIR\n");
 		return 2;
 	}
+	t0 = now();
 	if (make_context(o, 1, &ctx))
 		return 1;
+	ctx_s = now() - t0;
 	clunet_context_device(ctx, &dev);
 	t0 = now();
 	if ((rc = load_with_inputs(o, ctx, &model, &in, &n_in)) != 0)
 		goto out;
 	rc = 1;
 	load_s = now() - t0;
+	t0 = now();
 	if (clunet_model_plan(model, in, n_in, &info) != CLUNET_OK) {
 		fail("cannot plan the forward");
 		goto out;
 	}
+	plan_s = now() - t0;
 	t0 = now();
 	if (clunet_model_forward(model, in, n_in, &out) != CLUNET_OK) {
 		fail("forward failed");
@@ -464,11 +468,13 @@ static int cmd_bench(const opts *o)
 			printf("]");
 		}
 		printf("}, \"runs\": %d, \"median_s\": %.6f, \"min_s\": %.6f, \"max_s\": %.6f, "
-		       "\"first_forward_s\": %.6f, \"load_s\": %.6f, \"gflop\": %.6f, "
+		       "\"first_forward_s\": %.6f, \"load_s\": %.6f, \"context_s\": %.6f, "
+		       "\"plan_s\": %.6f, \"start_s\": %.6f, \"gflop\": %.6f, "
 		       "\"gflops\": %.3f, \"device_peak_gflops\": %.3f, \"percent_of_peak\": %.2f, "
 		       "\"peak_activation_bytes\": %llu, \"weight_bytes\": %llu, \"n_ops\": %zu, "
 		       "\"ops\": [",
-		       runs, median, times[0], times[runs - 1], first_s, load_s, info.gflop,
+		       runs, median, times[0], times[runs - 1], first_s, load_s, ctx_s, plan_s,
+		       ctx_s + load_s + plan_s + first_s - times[0], info.gflop,
 		       info.gflop / median, peak, 100.0 * info.gflop / median / peak,
 		       (unsigned long long)info.peak_activation_bytes,
 		       (unsigned long long)info.weight_bytes, info.n_ops);
@@ -490,8 +496,10 @@ static int cmd_bench(const opts *o)
 				printf("%s%lld", d ? "," : "", (long long)in[i].shape[d]);
 			printf("]");
 		}
-		printf("\nload             %.3f s (first forward %.3f s: plan and kernel builds)\n",
-		       load_s, first_s);
+		printf("\nstart            %.3f s: context %.3f s, load %.3f s, plan %.3f s, first "
+		       "forward %.3f s (%.3f s over the fastest warm one: kernel builds)\n",
+		       ctx_s + load_s + plan_s + first_s - times[0], ctx_s, load_s, plan_s, first_s,
+		       first_s - times[0]);
 		printf("forward          median %.4f s over %d runs (min %.4f, max %.4f)\n", median,
 		       runs, times[0], times[runs - 1]);
 		printf("work             %.3f GFLOP -> %.1f GFLOP/s = %.1f %% of the device peak "

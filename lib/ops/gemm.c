@@ -39,7 +39,10 @@ static int choose_impl(cu_plan *p, const cu_op *op)
 static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
 {
 	int *ip = op->ip, ta = ip[P_TA], tb = ip[P_TB], m = ip[P_M], n = ip[P_N];
-	const int vw = 16, mr = 6, nb = ip[P_N] > 32 ? 4 : ip[P_N] > 16 ? 2 : 1, nr = 4;
+	/* register tiles for the device's vector registers (32 x 16 floats on
+	 * AVX-512, 16 x 8 on AVX2) */
+	const int wide = p->rt->vec_width >= 16, vw = wide ? 16 : 8, mr = wide || !tb ? 6 : 3;
+	const int nb = wide ? (ip[P_N] > 32 ? 4 : ip[P_N] > 16 ? 2 : 1) : ip[P_N] > 8 ? 2 : 1, nr = 4;
 	const char *kernel;
 	char opts[160];
 	clunet_status st;
@@ -174,6 +177,122 @@ int op_gemm_into(cu_graph *g, int a, int b, const gemm_args *x, int y)
 	return gemm_op(g, a, b, x, y, 0, NULL);
 }
 
+/* ---- the packed-panel path (CPU-class devices): gemm_pack_b + gemm_pk ---- */
+
+enum { K_TA, K_TB, K_M, K_N, K_K, K_LDA, K_LDB, K_LDC, K_SA, K_SB, K_SC, K_VW, K_NB, K_MR,
+       K_BATCH, K_BQ };
+
+static void pk_opts(char *buf, size_t cap, const int *ip, int ord)
+{
+	snprintf(buf, cap, "-cl-std=CL1.2 -DPACKED -DVW=%d -DNB=%d -DMR=%d -DNR=1 -DTA=%d -DTB=%d "
+		 "-DORD=%d", ip[K_VW], ip[K_NB], ip[K_MR], ip[K_TA], ip[K_TB], ord);
+}
+
+static clunet_status pack_prepare(cu_plan *p, cu_op *op)
+{
+	const int *ip = op->ip;
+	char opts[160];
+	clunet_status st;
+	pk_opts(opts, sizeof(opts), ip, 0);
+	st = cu_op_kernel(p, op, "gemm.cl", opts, "gemm_pack_b");
+	if (!st)
+		st = cu_set_args(p, op, "tt" "iiii", op->in[0], op->out, ip[K_N], ip[K_K], ip[K_LDB],
+				 ip[K_SB]);
+	cu_op_range(op, 3, (size_t)ip[K_K],
+		    (size_t)(ip[K_N] + ip[K_VW] * ip[K_NB] - 1) / (size_t)(ip[K_VW] * ip[K_NB]),
+		    (size_t)ip[K_BQ]);
+	op->use_lws = 1;
+	op->lws[0] = op->lws[1] = op->lws[2] = 1;
+	return st;
+}
+
+static clunet_status pk_prepare(cu_plan *p, cu_op *op)
+{
+	const int *ip = op->ip;
+	char opts[160];
+	clunet_status st;
+	const char *v = cu_op_variant(p, op);
+	int ord = cu_variant_int(v, "ord", 0);
+	size_t panels = (size_t)(ip[K_N] + ip[K_VW] * ip[K_NB] - 1) / (size_t)(ip[K_VW] * ip[K_NB]);
+	size_t blocks = (size_t)(ip[K_M] + ip[K_MR] - 1) / (size_t)ip[K_MR];
+	pk_opts(opts, sizeof(opts), ip, ord != 0);
+	st = cu_op_kernel(p, op, "gemm.cl", opts, "gemm_pk");
+	if (!st)
+		st = cu_set_args(p, op, "ttt" "iiiiiiii" "f", op->in[0], op->in[1], op->out, ip[K_M],
+				 ip[K_N], ip[K_K], ip[K_LDA], ip[K_LDC], ip[K_SA], ip[K_SB], ip[K_SC],
+				 (double)op->fp[0]);
+	if (ord)
+		cu_op_range(op, 3, blocks, panels, (size_t)ip[K_BATCH]);
+	else
+		cu_op_range(op, 3, panels, blocks, (size_t)ip[K_BATCH]);
+	op->use_lws = 1;
+	op->lws[0] = op->lws[1] = op->lws[2] = 1;
+	return st;
+}
+
+static const cu_op_impl pack_impl = { .kind = "gemm_pack", .prepare = pack_prepare };
+static int pk_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
+{
+	const int *ip = op->ip;
+	(void)p;
+	snprintf(buf, cap, "gemm_pk ta%d tb%d m%d n%d k%d batch%d", ip[K_TA], ip[K_TB], ip[K_M],
+		 ip[K_N], ip[K_K], ip[K_BATCH]);
+	return 1;
+}
+
+/* the other NDRange order (row blocks fastest) */
+static int pk_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
+{
+	(void)p;
+	(void)op;
+	if (i != 0)
+		return 0;
+	snprintf(buf, cap, "ord=1");
+	return 1;
+}
+
+static const cu_op_impl pk_impl = { .kind = "gemm", .prepare = pk_prepare, .tune_key = pk_key,
+				    .variant = pk_variant };
+
+/* CPU-class devices pack B into panels (unless CLUNET_GEMM picks another
+ * implementation), when B is not the larger operand of a transposed product
+ * (the attention's P V^T: packing P would copy the score matrix; the
+ * dot-product kernel reads it in place). */
+static int use_packed(const cu_graph *g, const gemm_args *x)
+{
+	const char *e = getenv("CLUNET_GEMM");
+	return g->rt->is_cpu && (!e || !strcmp(e, "own")) && (!x->trans_b || x->n <= x->m);
+}
+
+static int gemm_packed(cu_graph *g, int a, int b, const gemm_args *x, int y)
+{
+	const int wide = g->rt->vec_width >= 16, vw = wide ? 16 : 8;
+	const int nb = wide ? (x->n > 32 ? 4 : x->n > 16 ? 2 : 1) : x->n > 8 ? 2 : 1;
+	const int bq = x->stride_b ? x->batch : 1, np = (x->n + vw * nb - 1) / (vw * nb);
+	int in[2], bp, opi;
+	int ip[K_BQ + 1] = { x->trans_a, x->trans_b, x->m, x->n, x->k, x->lda, x->ldb, x->ldc,
+			     (int)x->stride_a, (int)x->stride_b, (int)x->stride_c, vw, nb, 6,
+			     x->batch, bq };
+	bp = cu_graph_act(g, 4, (int64_t[]){ bq, np, x->k, vw * nb });
+	if (bp < 0)
+		return -1;
+	opi = cu_graph_op(g, &pack_impl, &b, 1, bp);
+	if (opi < 0)
+		return -1;
+	memcpy(g->ops[opi].ip, ip, sizeof(ip));
+	in[0] = a;
+	in[1] = bp;
+	/* the packed B of batch item q: q * np * k * nbw floats in, or all share one */
+	ip[K_SB] = bq > 1 ? np * x->k * vw * nb : 0;
+	opi = cu_graph_op(g, &pk_impl, in, 2, y);
+	if (opi < 0)
+		return -1;
+	memcpy(g->ops[opi].ip, ip, sizeof(ip));
+	g->ops[opi].fp[0] = x->alpha;
+	g->ops[opi].flops = 2.0 * x->m * (double)x->n * x->k * x->batch;
+	return y;
+}
+
 static int gemm_op(cu_graph *g, int a, int b, const gemm_args *x, int y, int out_ndim,
 		   const int64_t *out_ne)
 {
@@ -199,6 +318,8 @@ static int gemm_op(cu_graph *g, int a, int b, const gemm_args *x, int y, int out
 		cu_fail(CLUNET_ERR_ARGUMENT, "gemm: output too small");
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
+	if (use_packed(g, x))
+		return gemm_packed(g, a, b, x, y);
 	opi = cu_graph_op(g, &gemm_impl, in, 2, y);
 	if (opi < 0)
 		return -1;
