@@ -178,39 +178,77 @@ static clunet_status fetch_weight(void *user, const char *name, int ndim, const 
 	return CLUNET_OK;
 }
 
-/* Zero-copy weights: on a CPU-class device that shares host memory, a
- * float32 tensor of the mapped checkpoint becomes a device buffer over its
- * own pages (CL_MEM_USE_HOST_PTR from the page it starts in; the tensor at
- * an element offset), so loading copies nothing and the page cache is the
- * only copy. Other dtypes, odd alignments and other devices take the copy
- * path (fetch_weight). CLUNET_WEIGHTS=copy forces the copy path. */
+/* Weights on a CPU-class device that shares host memory, in the file's
+ * layout (the kernels read it as it is, so nothing is packed):
+ *  - a float32 tensor of the mapped checkpoint becomes a device buffer over
+ *    its own pages (CL_MEM_USE_HOST_PTR from the page it starts in; the
+ *    tensor at an element offset): loading copies nothing and the page cache
+ *    is the only copy;
+ *  - any other (fp16, bf16, fp64, an odd alignment, or seeded random weights)
+ *    is converted straight into a device buffer the host maps (one pass, no
+ *    staging copies).
+ * Other devices take the copy path (fetch_weight, then packing).
+ * CLUNET_WEIGHTS=copy forces the copy path. */
 static clunet_status map_weight(void *user, const char *name, int ndim, const int64_t *shape,
-				cl_mem *mem, size_t *off)
+				nn_wrole role, cl_mem *mem, size_t *off)
 {
 	model *m = user;
-	st_tensor *t;
+	st_tensor *t = NULL;
 	uintptr_t at, base;
 	long page = sysconf(_SC_PAGESIZE);
+	size_t n = 1;
+	float *dst;
 	cl_int err;
 	clunet_status st;
 	*mem = NULL;
-	if (!m->zero_copy || m->random_weights || !m->weights)
+	*off = 0;
+	if (!m->zero_copy || (!m->random_weights && (!m->weights || m->loaded)))
+		return CLUNET_OK; /* the copy path reports what is wrong */
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	if (n == 0 || n * 4 > m->rt->info.max_alloc_bytes)
 		return CLUNET_OK;
-	st = find_weight(m, name, ndim, shape, &t);
-	if (st)
-		return st;
-	at = (uintptr_t)t->data;
-	if (t->dtype != CLUNET_F32 || (at & 3) || t->nbytes == 0 || page <= 0)
-		return CLUNET_OK;
-	base = at & ~(uintptr_t)(page - 1);
-	*mem = clCreateBuffer(m->rt->context, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR,
-			      at + t->nbytes - base, (void *)base, &err);
+	if (!m->random_weights) {
+		st = find_weight(m, name, ndim, shape, &t);
+		if (st)
+			return st;
+		at = (uintptr_t)t->data;
+		if (t->dtype == CLUNET_F32 && !(at & 3) && page > 0) {
+			base = at & ~(uintptr_t)(page - 1);
+			*mem = clCreateBuffer(m->rt->context, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR,
+					      at + t->nbytes - base, (void *)base, &err);
+			if (err != CL_SUCCESS) {
+				*mem = NULL;
+				return rt_cl_fail(err, "clCreateBuffer(CL_MEM_USE_HOST_PTR)", name);
+			}
+			*off = (size_t)(at - base) / 4;
+			m->mapped_weights++;
+			return CLUNET_OK;
+		}
+	}
+	*mem = clCreateBuffer(m->rt->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, n * 4, NULL,
+			      &err);
 	if (err != CL_SUCCESS) {
 		*mem = NULL;
-		return rt_cl_fail(err, "clCreateBuffer(CL_MEM_USE_HOST_PTR)", name);
+		return rt_cl_fail(err, "clCreateBuffer", name);
 	}
-	*off = (size_t)(at - base) / 4;
-	m->mapped_weights++;
+	dst = clEnqueueMapBuffer(m->rt->queue, *mem, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0,
+				 n * 4, 0, NULL, NULL, &err);
+	if (err != CL_SUCCESS) {
+		clReleaseMemObject(*mem);
+		*mem = NULL;
+		return rt_cl_fail(err, "clEnqueueMapBuffer", name);
+	}
+	if (t)
+		cu_convert_to_f32(dst, t->data, t->dtype, t->numel);
+	else
+		random_fill(m, name, ndim, shape, role, dst);
+	err = clEnqueueUnmapMemObject(m->rt->queue, *mem, dst, 0, NULL, NULL);
+	if (err != CL_SUCCESS) {
+		clReleaseMemObject(*mem);
+		*mem = NULL;
+		return rt_cl_fail(err, "clEnqueueUnmapMemObject", name);
+	}
 	return CLUNET_OK;
 }
 

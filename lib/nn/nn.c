@@ -250,7 +250,7 @@ int nn_weight(nn_ctx *c, nn_wrole role, int ndim, const int64_t *shape, const ch
 	if (c->store->map) {
 		cl_mem mem;
 		size_t off;
-		st = c->store->map(c->store->user, name, ndim, shape, &mem, &off);
+		st = c->store->map(c->store->user, name, ndim, shape, role, &mem, &off);
 		if (!st && mem)
 			st = store_add_mapped(c->store, name, ndim, shape, mem, off, &e);
 		if (st)
@@ -319,7 +319,8 @@ static int packed_weight_ex(nn_ctx *c, const char *name, int file_ndim, int tran
 	if (!transposed && c->store->map) { /* in place, as the checkpoint has it */
 		cl_mem mem;
 		size_t off;
-		st = c->store->map(c->store->user, name, file_ndim, file_shape, &mem, &off);
+		st = c->store->map(c->store->user, name, file_ndim, file_shape, NN_W_MATRIX, &mem,
+				   &off);
 		if (!st && mem)
 			st = store_add_mapped(c->store, key, 4, (int64_t[]){ oc, ic, kh, kw }, mem, off,
 					      &e);

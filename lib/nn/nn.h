@@ -28,12 +28,14 @@ typedef enum nn_wrole {
 typedef clunet_status (*nn_fetch_fn)(void *user, const char *name, int ndim, const int64_t *shape,
 				     nn_wrole role, float *data);
 
-/* The tensor `name` of exactly this shape where it already lives in memory
- * the device reads (a weight file mapped into a CPU-class device): *mem (a
- * new reference) and the tensor's element offset in it; *mem NULL when it
- * must be fetched (copied) instead. Fails with a message like fetch. */
+/* The tensor `name` of exactly this shape, float32, in the checkpoint's
+ * layout, in memory the device reads directly (a CPU-class device sharing
+ * host memory: where the mapped file has it, or converted into a buffer the
+ * host maps): *mem (a new reference) and the tensor's element offset in it;
+ * *mem NULL when it must be fetched (copied, packed) instead. Fails with a
+ * message like fetch. */
 typedef clunet_status (*nn_map_fn)(void *user, const char *name, int ndim, const int64_t *shape,
-				   cl_mem *mem, size_t *off);
+				   nn_wrole role, cl_mem *mem, size_t *off);
 
 typedef struct nn_store nn_store;
 

@@ -70,11 +70,31 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 			qw = 16;
 		if (qv != 2 || ip[P_LQ] < 2 * qw)
 			qv = 1;
+		int blocks = cu_variant_int(v, "blk", 1);
 		ip[P_QB] = qv * qw; /* queries per work-item: the range below */
-		snprintf(opts, sizeof(opts),
-			 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DQV=%d -DQW=%d -DQLANES -DMASK=%d", ip[P_D],
-			 kb, qv, qw, op->in[3] >= 0);
-		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_q_f32");
+		if (blocks) {
+			/* the blocked kernel: register chunks for the vector registers (16 on
+			 * AVX2: 4 accumulators of two-register float16, or 8 float8) */
+			int small = p->rt->vec_width < 16 && qw == 16;
+			int kbb = cu_variant_int(v, "kb", 32), ck = cu_variant_int(v, "ck", small ? 4 : 8);
+			int ce = cu_variant_int(v, "ce", small ? 4 : 8);
+			if (kbb < 8 || kbb > 128)
+				kbb = 32;
+			if (ck < 1 || ck > 16 || kbb % ck)
+				ck = 4;
+			if (ce < 1 || ce > 16)
+				ce = 4;
+			ip[P_QB] = qw;
+			snprintf(opts, sizeof(opts),
+				 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DCK=%d -DCE=%d -DQW=%d -DQBLOCKS "
+				 "-DMASK=%d", ip[P_D], kbb, ck, ce, qw, op->in[3] >= 0);
+			st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_qb_f32");
+		} else {
+			snprintf(opts, sizeof(opts),
+				 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DQV=%d -DQW=%d -DQLANES -DMASK=%d",
+				 ip[P_D], kb, qv, qw, op->in[3] >= 0);
+			st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_q_f32");
+		}
 	} else if (ip[P_VE]) {
 		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DD=%d -DQB=%d -DKB=16 -DVE=%d -DMASK=%d",
 			 ip[P_D], ip[P_QB], ip[P_VE], op->in[3] >= 0);
@@ -110,21 +130,33 @@ static int fused_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 	return 1;
 }
 
-/* Every key block (4, 8, 16) x query vectors per work-item (1, 2) x vector
- * width (8, 16) but the default (8 keys, 1 vector of 16). */
+/* The blocked kernel with other key blocks (16, 64) and 8-query vectors,
+ * and the per-few-keys kernel (blk=0) with key blocks of 4, 8, 16, one or
+ * two query vectors, 8 or 16 queries per vector; the default (blocked, 32
+ * keys, 16 queries) is not listed. */
 static int fused_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
 {
-	static const int kbs[] = { 4, 8, 16 };
-	int native = 16, n = 0;
+	static const int kbs[] = { 4, 8, 16 }, bkbs[] = { 16, 32, 64 };
+	int n = 0;
 	(void)p;
+	for (int w = 0; w < 2; w++)
+		for (int k = 0; k < 3; k++) {
+			int qw = w ? 8 : 16;
+			if ((qw == 16 && bkbs[k] == 32) || op->ip[P_LQ] < qw)
+				continue;
+			if (n++ == i) {
+				snprintf(buf, cap, "blk=1,kb=%d,qw=%d", bkbs[k], qw);
+				return 1;
+			}
+		}
 	for (int w = 0; w < 2; w++)
 		for (int qv = 1; qv <= 2; qv++)
 			for (int k = 0; k < 3; k++) {
-				int qw = w ? 24 - native : native; /* the other of 8 and 16 */
-				if ((qw == native && qv == 1 && kbs[k] == 8) || op->ip[P_LQ] < qv * qw)
+				int qw = w ? 8 : 16;
+				if (op->ip[P_LQ] < qv * qw)
 					continue;
 				if (n++ == i) {
-					snprintf(buf, cap, "kb=%d,qv=%d,qw=%d", kbs[k], qv, qw);
+					snprintf(buf, cap, "blk=0,kb=%d,qv=%d,qw=%d", kbs[k], qv, qw);
 					return 1;
 				}
 			}
