@@ -245,13 +245,16 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
  * QV vectors of QW queries per work-item share each broadcast key and value
  * entry (LQ >= QW QV). Defines: D, KB, QV, QW, MASK. Global range:
  * (ceil(LQ / (QW QV)), batch * heads). */
-#ifdef QLANES
+#if defined(QLANES) || defined(QBLOCKS) /* the query-lane kernels' vectors */
 #ifndef QW
 #define QW 16
 #endif
 #define QT CU_CAT(float, QW)
 #define QLOAD CU_CAT(vload, QW)
 #define QSTORE CU_CAT(vstore, QW)
+#endif
+
+#ifdef QLANES
 __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __global const float *kt,
 				    uint kt_off, __global const float *vt, uint vt_off,
 				    __global const float *mask, uint m_off, __global float *out,
@@ -357,9 +360,6 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
  * few keys. Same layouts, masks and range as attention_fused_q_f32.
  * Defines: D, KB, CK, CE, QW, MASK. */
 #ifdef QBLOCKS
-#define QT CU_CAT(float, QW)
-#define QLOAD CU_CAT(vload, QW)
-#define QSTORE CU_CAT(vstore, QW)
 __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __global const float *kt,
 				     uint kt_off, __global const float *vt, uint vt_off,
 				     __global const float *mask, uint m_off, __global float *out,

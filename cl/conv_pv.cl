@@ -162,35 +162,12 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 					cu_act(gs[l] + bias[bias_off + OC + oc], CU_ACT_GELU);
 			}
 		}
-		continue;
-#endif
-		if (ox + VW <= OW && oy < OH) {
-			/* the whole vector in one output row: vector epilogue, vector stores */
-			for (int o = 0; o < OCR; o++) {
-				const int oc = ocb * OCR + o;
-				if (oc >= OC)
-					break;
-				float add = 0.0f;
-#if HAS_BIAS
-				add += bias[bias_off + oc];
-#endif
-#if HAS_BIAS2
-				add += bias2[bias2_off + n * OC + oc];
-#endif
-				const size_t at = ((size_t)n * OC + oc) * OH * OW + oy * OW + ox;
-				VT v = acc[p][o] + add;
-#if RES
-				v = VLOADN(0, res + res_off + at) + v;
-#endif
-#if DIV
-				v = v / out_div;
-#endif
-				VSTOREN(CU_CAT(cu_act, VW)(v, ACT), 0, y + y_off + at);
-			}
-			continue;
-		}
+#else
+		/* the whole vector in one output row: vector epilogue, vector stores;
+		 * else lane by lane, each lane's output row and column worked out once */
+		const int whole = ox + VW <= OW && oy < OH;
 		int ys[VW];
-		for (int l = 0; l < VW; l++) { /* the output row and column of each lane */
+		for (int l = 0; !whole && l < VW; l++) {
 			ys[l] = (qa + l < Q && ox < OW && oy < OH) ? oy * OW + ox : -1;
 			if (++ox == PW) {
 				ox = 0;
@@ -201,8 +178,6 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 			const int oc = ocb * OCR + o;
 			if (oc >= OC)
 				break;
-			float v16[VW];
-			VSTOREN(acc[p][o], 0, v16);
 			float add = 0.0f;
 #if HAS_BIAS
 			add += bias[bias_off + oc];
@@ -211,6 +186,20 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 			add += bias2[bias2_off + n * OC + oc];
 #endif
 			const size_t plane = ((size_t)n * OC + oc) * OH * OW;
+			if (whole) {
+				const size_t at = plane + oy * OW + ox;
+				VT v = acc[p][o] + add;
+#if RES
+				v = VLOADN(0, res + res_off + at) + v;
+#endif
+#if DIV
+				v = v / out_div;
+#endif
+				VSTOREN(CU_CAT(cu_act, VW)(v, ACT), 0, y + y_off + at);
+				continue;
+			}
+			float v16[VW];
+			VSTOREN(acc[p][o], 0, v16);
 			for (int l = 0; l < VW; l++) {
 				if (ys[l] < 0)
 					continue;
@@ -225,6 +214,7 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 				y[y_off + at] = cu_act(v, ACT);
 			}
 		}
+#endif
 	}
 }
 

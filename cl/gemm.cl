@@ -1,17 +1,18 @@
-/* Strided-batched GEMM for CPU-class devices, row-major:
+/* Strided-batched GEMM, row-major:
  *   C[b] = alpha * op(A[b]) op(B[b]),  op(X) = X or X^T,
  *   A(i, l) = TA ? a[l * lda + i] : a[i * lda + l]
  *   B(l, j) = TB ? b[j * ldb + l] : b[l * ldb + j]
- * Two shapes of work, both explicit SIMD:
- *   gemm_vn  (TB = 0): a work-item owns MR rows x VW*NB columns; B rows are
- *            read as vectors along j, A entries broadcast.
+ * Kernels, all explicit SIMD but the reference:
+ *   gemm_pack_b + gemm_pk (below, PACKED): CPU-class devices, B packed into
+ *            panels; every product of our own but the one gemm_dot takes.
  *   gemm_dot (TB = 1, TA = 0): both operands are contiguous along l, so a
  *            work-item owns MR x NR outputs and accumulates vectors along l
- *            (a dot-product kernel), summing lanes at the end.
- *   gemm_ref (any TA, TB): one output per work-item; the fallback.
- * Defines: VW (4, 8 or 16), MR, NB, NR, TA, TB.
- * Global range: gemm_vn (ceil(n / (VW*NB)), ceil(m / MR), batch);
- *               gemm_dot (ceil(n / NR), ceil(m / MR), batch); gemm_ref (n, m, batch). */
+ *            (a dot-product kernel), summing lanes at the end: products whose
+ *            B is the larger operand (the attention's P V^T).
+ *   gemm_tiled (TILED): the GPU shape.
+ *   gemm_ref (any TA, TB): one output per work-item; the reference.
+ * Defines: VW (8 or 16), MR, NB, NR, TA, TB.
+ * Global range: gemm_dot (ceil(n / NR), ceil(m / MR), batch); gemm_ref (n, m, batch). */
 
 #define VT CU_CAT(float, VW)
 #define VLOAD CU_CAT(vload, VW)
@@ -35,66 +36,6 @@ __kernel void gemm_ref(__global const float *a, uint a_off, __global const float
 	c[c_off + (size_t)q * sc + (size_t)i * ldc + j] = alpha * acc;
 }
 
-#if !TB
-__kernel void gemm_vn(__global const float *a, uint a_off, __global const float *b, uint b_off,
-		      __global float *c, uint c_off, int m, int n, int k, int lda, int ldb, int ldc,
-		      int sa, int sb, int sc, float alpha)
-{
-	const int j0 = get_global_id(0) * VW * NB, i0 = get_global_id(1) * MR, q = get_global_id(2);
-	const int full = j0 + VW * NB <= n; /* else the ragged last columns: guarded loads */
-	a += a_off + (size_t)q * sa;
-	b += b_off + (size_t)q * sb;
-	c += c_off + (size_t)q * sc;
-	int rows[MR];
-	#pragma unroll
-	for (int r = 0; r < MR; r++)
-		rows[r] = min(i0 + r, m - 1); /* clamp: extra rows compute, never store */
-	VT acc[MR][NB];
-	#pragma unroll
-	for (int r = 0; r < MR; r++)
-		#pragma unroll
-		for (int v = 0; v < NB; v++)
-			acc[r][v] = 0.0f;
-	for (int l = 0; l < k; l++) {
-		VT bv[NB];
-		__global const float *bl = b + (size_t)l * ldb + j0;
-		if (full) {
-			#pragma unroll
-			for (int v = 0; v < NB; v++)
-				bv[v] = VLOAD(0, bl + v * VW);
-		} else {
-			for (int v = 0; v < NB; v++) {
-				float t[VW];
-				for (int x = 0; x < VW; x++)
-					t[x] = j0 + v * VW + x < n ? bl[v * VW + x] : 0.0f;
-				bv[v] = VLOAD(0, t);
-			}
-		}
-		#pragma unroll
-		for (int r = 0; r < MR; r++) {
-			const VT av = (VT)(A_AT(rows[r], l));
-			#pragma unroll
-			for (int v = 0; v < NB; v++)
-				acc[r][v] = fma(av, bv[v], acc[r][v]);
-		}
-	}
-	for (int r = 0; r < MR; r++) {
-		if (i0 + r >= m)
-			break;
-		__global float *cr = c + (size_t)(i0 + r) * ldc + j0;
-		for (int v = 0; v < NB; v++) {
-			if (full) {
-				VSTORE(alpha * acc[r][v], 0, cr + v * VW);
-			} else {
-				float t[VW];
-				VSTORE(alpha * acc[r][v], 0, t);
-				for (int x = 0; x < VW && j0 + v * VW + x < n; x++)
-					cr[v * VW + x] = t[x];
-			}
-		}
-	}
-}
-#endif
 
 #if TB && !TA
 inline float lane_sum(VT v)

@@ -173,9 +173,9 @@ fi
 # candidate that crashes the worker, one that hangs it and one that computes garbage are
 # rejected, the tuning ends
 if CLUNET_DEVICE_CLASS=gpu CLUNET_TUNE_FAULT=crash:1,hang:2,wrong:3 "$clunet" tune "$case_dir" \
-	--runs 1 --clblast-candidates 3 --clblast-limit 12 > "$tmp/tune.txt" 2> "$tmp/err" &&
+	--runs 1 --clblast-candidates 3 --clblast-limit 40 > "$tmp/tune.txt" 2> "$tmp/err" &&
 	grep -q "clblast candidate 1/3 .*killed by signal" "$tmp/tune.txt" &&
-	grep -q "clblast candidate 2/3 .*no result within 12 s; killed" "$tmp/tune.txt" &&
+	grep -q "clblast candidate 2/3 .*no result within 40 s; killed" "$tmp/tune.txt" &&
 	grep -q "clblast candidate 3/3 .*relative error" "$tmp/tune.txt" &&
 	grep -q "CLBlast Xgemm: 4 GEMM shapes, 3 parameter sets (1 wrong, 0 too slow, 2 crashed" \
 		"$tmp/tune.txt"; then
@@ -209,6 +209,11 @@ if CLUNET_DEVICE_CLASS=gpu CLUNET_GEMM=clblast "$clunet" run --model "$case_dir"
 else
 	fail "malformed CLBlast entry: $(cat "$tmp/err")"
 fi
+"$clunet" --clunet-tune-worker > "$tmp/out" 2>&1 && fail "worker without arguments: exit status 0" \
+	|| { grep -q "error: not a tuning worker's arguments" "$tmp/out" && ok "worker without arguments" \
+		|| fail "worker without arguments: $(cat "$tmp/out")"; }
+CLUNET_VARIANT="conv_pv:ord=7" expect_error "a variant no kernel has" "conv_pv: variant 'ord=7' has no such order" \
+	"$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st"
 expect_error "tune without a model" "MODEL_DIR" "$clunet" tune
 expect_error "tune without a cache" "cache is off" \
 	"$clunet" tune "$fixtures/unet1d/hopper_planner_h32" --no-cache

@@ -1,8 +1,11 @@
 /* Strided-batched GEMM of two activations (the attention scores and their
- * application to the values). Two implementations: CLBlast, well tuned on
- * many GPUs and the default on GPU-class devices, and cl/gemm.cl, shaped for
+ * application to the values, the im2col path). Implementations: CLBlast, well
+ * tuned on many GPUs and the default on GPU-class devices (its parameters
+ * tuned by lib/tune/clblast.c); our own in cl/gemm.cl, the default on
  * CPU-class devices (where untuned CLBlast reaches ~5 % of the FMA peak and
- * compiles for seconds per process). CLUNET_GEMM=clblast|own|ref forces one. */
+ * compiles for seconds per process): B packed into panels at run time, or
+ * the dot-product kernel; a local-memory tiled kernel for GPU-class devices;
+ * a reference kernel. CLUNET_GEMM=clblast|own|tiled|ref forces one. */
 #include <clblast_c.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,10 +42,9 @@ static int choose_impl(cu_plan *p, const cu_op *op)
 static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
 {
 	int *ip = op->ip, ta = ip[P_TA], tb = ip[P_TB], m = ip[P_M], n = ip[P_N];
-	/* register tiles for the device's vector registers (32 x 16 floats on
-	 * AVX-512, 16 x 8 on AVX2) */
-	const int wide = p->rt->vec_width >= 16, vw = wide ? 16 : 8, mr = wide || !tb ? 6 : 3;
-	const int nb = wide ? (ip[P_N] > 32 ? 4 : ip[P_N] > 16 ? 2 : 1) : ip[P_N] > 8 ? 2 : 1, nr = 4;
+	/* gemm_dot's register tile for the device's vector registers (32 x 16
+	 * floats on AVX-512: 6 x 4; 16 x 8 on AVX2: 3 x 4) */
+	const int wide = p->rt->vec_width >= 16, vw = wide ? 16 : 8, mr = wide ? 6 : 3, nr = 4;
 	const char *kernel;
 	char opts[160];
 	clunet_status st;
@@ -67,20 +69,18 @@ static clunet_status gemm_prepare(cu_plan *p, cu_op *op)
 				   ip[P_K], ip[P_LDA], ip[P_LDB], ip[P_LDC], ip[P_SA], ip[P_SB],
 				   ip[P_SC], (double)op->fp[0]);
 	}
-	if (ip[P_IMPL] == IMPL_REF || (ta && tb)) {
+	/* our own products with TB = 0 (and those whose B is the smaller operand)
+	 * were packed when the graph was built (gemm_packed) */
+	if (ip[P_IMPL] == IMPL_REF || ta || !tb) {
 		kernel = "gemm_ref";
 		cu_op_range(op, 3, (size_t)n, (size_t)m, (size_t)ip[P_BATCH]);
-	} else if (!tb) {
-		kernel = "gemm_vn";
-		cu_op_range(op, 3, (size_t)(n + vw * nb - 1) / (size_t)(vw * nb),
-			    (size_t)(m + mr - 1) / mr, (size_t)ip[P_BATCH]);
 	} else {
 		kernel = "gemm_dot";
 		cu_op_range(op, 3, (size_t)(n + nr - 1) / nr, (size_t)(m + mr - 1) / mr,
 			    (size_t)ip[P_BATCH]);
 	}
-	snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DVW=%d -DMR=%d -DNB=%d -DNR=%d -DTA=%d -DTB=%d",
-		 vw, mr, nb, nr, ta, tb);
+	snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DVW=%d -DMR=%d -DNB=1 -DNR=%d -DTA=%d -DTB=%d",
+		 vw, mr, nr, ta, tb);
 	st = cu_op_kernel(p, op, "gemm.cl", opts, kernel);
 	if (st)
 		return st;
@@ -254,14 +254,15 @@ static int pk_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_
 static const cu_op_impl pk_impl = { .kind = "gemm", .prepare = pk_prepare, .tune_key = pk_key,
 				    .variant = pk_variant };
 
-/* CPU-class devices pack B into panels (unless CLUNET_GEMM picks another
- * implementation), when B is not the larger operand of a transposed product
- * (the attention's P V^T: packing P would copy the score matrix; the
- * dot-product kernel reads it in place). */
+/* Our own kernels (CPU-class devices, or CLUNET_GEMM=own) pack B into
+ * panels, unless B is the larger operand of a transposed product (the
+ * attention's P V^T: packing P would copy the score matrix; the dot-product
+ * kernel reads it in place). */
 static int use_packed(const cu_graph *g, const gemm_args *x)
 {
 	const char *e = getenv("CLUNET_GEMM");
-	return g->rt->is_cpu && (!e || !strcmp(e, "own")) && (!x->trans_b || x->n <= x->m);
+	return (e ? !strcmp(e, "own") : g->rt->is_cpu) && (!x->trans_b || x->n <= x->m ||
+							   x->trans_a);
 }
 
 static int gemm_packed(cu_graph *g, int a, int b, const gemm_args *x, int y)

@@ -32,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/graph.h"
@@ -128,13 +127,6 @@ clunet_status rt_clblast_apply(rt_ctx *rt, int again)
 	return CLUNET_OK;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 /* Up to `want` distinct valid Xgemm sets (GEMMK=0, the variant that ran
  * correctly on every device we know of), a seeded uniform sample of the
@@ -143,8 +135,10 @@ static int make_candidates(const rt_ctx *rt, int want, uint64_t seed, char (*out
 {
 	static const int wg[] = { 16, 32, 64, 128 }, kw[] = { 16, 32 }, dim[] = { 8, 16, 32 },
 			 kwi[] = { 2, 8 }, vw[] = { 1, 2, 4, 8 };
-	uint64_t s = seed ? seed : 0x9e3779b97f4a7c15ull, seen = 0;
+	uint64_t seen = 0;
+	cu_rng rng;
 	int n = 0;
+	cu_rng_seed(&rng, seed);
 	for (int a = 0; a < 4; a++) /* MWG */
 	for (int b = 0; b < 4; b++) /* NWG */
 	for (int c = 0; c < 2; c++) /* KWG */
@@ -169,7 +163,7 @@ static int make_candidates(const rt_ctx *rt, int want, uint64_t seed, char (*out
 			continue;
 		/* reservoir sampling: every valid set equally likely */
 		seen++;
-		slot = n < want ? (uint64_t)n : rng_next(&s) % seen;
+		slot = n < want ? (uint64_t)n : cu_rng_u64(&rng) % seen;
 		if (slot >= (uint64_t)want)
 			continue;
 		snprintf(out[slot], 256,
@@ -185,12 +179,6 @@ static int make_candidates(const rt_ctx *rt, int want, uint64_t seed, char (*out
 
 /* ------------------------------------------------------------ the worker */
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -219,7 +207,7 @@ static clunet_status worker_shape(rt_ctx *rt, cl_kernel ref, const int *sh, int 
 	float *ha = malloc(na * batch * 4), *hb = malloc(nb * batch * 4), *hc = malloc(nc * batch * 4),
 	      *hr = malloc(nc * batch * 4);
 	cl_mem a = NULL, b = NULL, c = NULL, r = NULL;
-	uint64_t s = 0x2545f4914f6cdd1dull ^ (uint64_t)(m * 131 + n * 7 + k);
+	cu_rng rng;
 	double t[16], num = 0, den = 0;
 	size_t gws[3] = { (size_t)n, (size_t)m, (size_t)batch };
 	clunet_status st = CLUNET_OK;
@@ -233,10 +221,11 @@ static clunet_status worker_shape(rt_ctx *rt, cl_kernel ref, const int *sh, int 
 		st = cu_fail(CLUNET_ERR_HOST_MEMORY, "CLBlast trial: operands of %dx%dx%d", m, n, k);
 		goto out;
 	}
+	cu_rng_seed(&rng, (uint64_t)(m * 131 + n * 7 + k));
 	for (size_t i = 0; i < na * batch; i++)
-		ha[i] = (float)((double)(rng_next(&s) >> 11) * 0x1p-53 * 2 - 1);
+		ha[i] = 2 * cu_rng_uniform(&rng) - 1;
 	for (size_t i = 0; i < nb * batch; i++)
-		hb[i] = (float)((double)(rng_next(&s) >> 11) * 0x1p-53 * 2 - 1);
+		hb[i] = 2 * cu_rng_uniform(&rng) - 1;
 	if ((st = rt_alloc(rt, (na * batch + oa) * 4, "A", &a)) ||
 	    (st = rt_alloc(rt, (nb * batch + ob) * 4, "B", &b)) ||
 	    (st = rt_alloc(rt, (nc * batch + oc) * 4, "C", &c)) ||
@@ -264,7 +253,7 @@ static clunet_status worker_shape(rt_ctx *rt, cl_kernel ref, const int *sh, int 
 		double t0;
 		CLBlastStatusCode cs;
 		clFinish(rt->queue);
-		t0 = now_s();
+		t0 = cu_now_seconds();
 		cs = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor,
 						ta ? CLBlastTransposeYes : CLBlastTransposeNo,
 						tb ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)m,
@@ -277,7 +266,7 @@ static clunet_status worker_shape(rt_ctx *rt, cl_kernel ref, const int *sh, int 
 		}
 		RT_CHECK(clFinish(rt->queue), "clFinish", "CLBlast trial");
 		if (i >= 0) {
-			t[i] = now_s() - t0;
+			t[i] = cu_now_seconds() - t0;
 			if (run_limit > 0 && t[i] > run_limit) {
 				*slow = 1;
 				*t_med = t[i];
@@ -418,7 +407,7 @@ static cb_verdict run_worker(rt_ctx *rt, const cu_tune_clblast_opts *o, const ch
 	size_t used = 0;
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
-	double deadline = now_s() + o->limit_seconds;
+	double deadline = cu_now_seconds() + o->limit_seconds;
 	cb_verdict v = CB_FAILED;
 	snprintf(why, why_cap, "no answer");
 	if (pipe(fds) != 0) {
@@ -458,7 +447,7 @@ static cb_verdict run_worker(rt_ctx *rt, const cu_tune_clblast_opts *o, const ch
 	/* read lines until EOF or the deadline */
 	for (;;) {
 		struct pollfd pf = { fds[0], POLLIN, 0 };
-		double left = deadline - now_s();
+		double left = deadline - cu_now_seconds();
 		ssize_t r;
 		char *nl;
 		if (left <= 0) {
