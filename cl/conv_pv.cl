@@ -14,9 +14,13 @@
  * (WPK 1) or read where the checkpoint has them, [OC][IC][KH][KW] (WPK 0:
  * the weight file mapped into the device without a copy; OCR rows streamed
  * side by side, the rows past OC clamped to the last one, never stored).
- * Global range: (ceil(OC/OCR), ceil(Q / (16 PV)), N), dimension 0 the output
+ * A tile is PV vectors at q0, q0 + VW, ... (ROWS 0), or (ROWS r > 0) r rows
+ * of PV / r vectors each, starting at a multiple of PV / r vectors in a row:
+ * with OW a multiple of the tile's width no vector covers the KW - 1 garbage
+ * columns (11 % of the work at 16x16, 20 % at 8x8). ROWS <= OH.
+ * Global range: (ceil(OC/OCR), tiles, N), dimension 0 the output
  * channel blocks, so the work-items that run together share their input tile.
- * Defines: VW (8 or 16), OCR, PV, KH, KW, S (1 or 2), ORD (1: dimensions 0 and 1
+ * Defines: VW (8 or 16), OCR, PV, ROWS, KH, KW, S (1 or 2), ORD (1: dimensions 0 and 1
  * swapped), WPK,
  * HAS_BIAS, HAS_BIAS2, RES,
  * DIV, ACT as in conv2d.cl (v = acc + bias + bias2; res + v; / out_div;
@@ -41,6 +45,9 @@
 #endif
 #ifndef WPK
 #define WPK 1
+#endif
+#ifndef ROWS
+#define ROWS 0
 #endif
 #define PVT (VW * PV)
 #define VT CU_CAT(float, VW)
@@ -67,14 +74,37 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 	 * channel block's weights serve TG tiles while they are in cache, a tile's
 	 * input serves every channel block while it is in L2 */
 	const int nb = (OC + OCO - 1) / OCO, g = get_global_id(0), tg = g / (TG * nb);
-	const int r = g - tg * TG * nb, ocb = r / TG, q0 = (tg * TG + r % TG) * PVT;
+	const int r = g - tg * TG * nb, ocb = r / TG, t = tg * TG + r % TG;
 	const int n = get_global_id(1);
+#elif ORD /* tuning: the pixel tiles along dimension 0 */
+	const int ocb = get_global_id(1), t = get_global_id(0), n = get_global_id(2);
+#else
+	const int ocb = get_global_id(0), t = get_global_id(1), n = get_global_id(2);
+#endif
+	/* q0 + QOFF(p): where vector p of the tile starts (over the padded width;
+	 * in Q order a constant offset from q0, so one pointer serves them all) */
+	int q0, live[PV];
+#if ROWS
+#define PX (PV / ROWS)
+#define QOFF(p) (((p) / PX) * PW + ((p) % PX) * VW)
+	const int tx = (OW + PX * VW - 1) / (PX * VW), ty = t / tx;
+	/* the last row tile moved up to end at the last row: the rows it shares
+	 * with the tile before are that tile's to store */
+	const int row0 = min(ty * ROWS, OH - ROWS);
+	if (ty * ROWS >= OH)
+		return;
+	q0 = row0 * PW + (t - ty * tx) * PX * VW;
+	#pragma unroll
+	for (int p = 0; p < PV; p++)
+		live[p] = row0 + p / PX >= ty * ROWS;
+#else
+#define QOFF(p) ((p) * VW)
+	q0 = t * PVT;
 	if (q0 >= Q)
 		return;
-#elif ORD /* tuning: the pixel tiles along dimension 0 */
-	const int ocb = get_global_id(1), q0 = get_global_id(0) * PVT, n = get_global_id(2);
-#else
-	const int ocb = get_global_id(0), q0 = get_global_id(1) * PVT, n = get_global_id(2);
+	#pragma unroll
+	for (int p = 0; p < PV; p++)
+		live[p] = q0 + p * VW < Q;
 #endif
 	__global const float *xn = x + x_off + (size_t)n * IC * CS + q0;
 #if WPK
@@ -114,7 +144,7 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 					VT xv[PV];
 					#pragma unroll
 					for (int p = 0; p < PV; p++)
-						xv[p] = VLOADN(0, xc + TAP(ky, kx) + p * VW);
+						xv[p] = VLOADN(0, xc + TAP(ky, kx) + QOFF(p));
 					#pragma unroll
 					for (int o = 0; o < OCR; o++) {
 						const VT wv = (VT)(W_AT(o));
@@ -129,9 +159,9 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 
 	/* the epilogue (rolled: loops with breaks cost nothing here) */
 	for (int p = 0; p < PV; p++) {
-		const int qa = q0 + p * VW;
-		if (qa >= Q)
-			break;
+		const int qa = q0 + QOFF(p);
+		if (!live[p])
+			continue;
 		int oy = qa / PW, ox = qa - oy * PW;
 #if GEGLU
 		if (ox + VW <= OW && oy < OH) {
@@ -148,8 +178,8 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 		}
 		for (int l = 0; l < VW; l++) {
 			const int q = qa + l, yy = q / PW, xx = q - yy * PW;
-			if (q >= Q || xx >= OW || yy >= OH)
-				continue;
+			if (q >= Q || xx >= OW || yy >= OH || (ROWS && yy != oy))
+				continue; /* (a row tile owns only its own row's pixels) */
 			for (int o = 0; o < OCO; o++) {
 				const int oc = ocb * OCO + o;
 				if (oc >= OC)
@@ -169,9 +199,9 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 		int ys[VW];
 		for (int l = 0; !whole && l < VW; l++) {
 			ys[l] = (qa + l < Q && ox < OW && oy < OH) ? oy * OW + ox : -1;
-			if (++ox == PW) {
+			if (++ox == PW) { /* a row tile owns only its own row's pixels */
 				ox = 0;
-				oy++;
+				oy = ROWS ? OH : oy + 1;
 			}
 		}
 		for (int o = 0; o < OCR; o++) {

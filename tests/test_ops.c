@@ -198,10 +198,12 @@ static void test_conv(const conv_case *c, int unpacked)
 		a.res = c->linear ? h_input(&h, r, 2, (int64_t[]){ c->n, c->oc })
 				  : h_input(&h, r, 4, (int64_t[]){ c->n, c->oc, oh, ow });
 	y = op_conv2d(h.g, xt, wt, c->oc, c->k, c->k, &a);
-	snprintf(what, sizeof(what), "conv2d n%d %d->%d %dx%d k%d s%d pad %d,%d,%d,%d%s%s%s%s act%d%s",
+	snprintf(what, sizeof(what), "conv2d n%d %d->%d %dx%d k%d s%d pad %d,%d,%d,%d%s%s%s%s act%d%s%s%s",
 		 c->n, c->ic, c->oc, ih, iw, c->k, c->s, c->pt, c->pl, c->pb, c->pr,
 		 c->ups ? " up" : "", c->bias2 ? " bias2" : "", c->res ? " res" : "",
-		 c->linear ? " linear" : "", c->act, unpacked ? " unpacked" : "");
+		 c->linear ? " linear" : "", c->act, unpacked ? " unpacked" : "",
+		 getenv("CLUNET_VARIANT") ? " " : "",
+		 getenv("CLUNET_VARIANT") ? getenv("CLUNET_VARIANT") : "");
 	h_check(&h, y, want, ny, TOL, what);
 	free(x), free(w), free(b), free(b2), free(r), free(packed), free(want);
 }
@@ -229,10 +231,27 @@ static void tests_conv(void)
 		{ 1, 13, 21, 23, 29, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, CU_ACT_NONE, 0 },
 		{ 2, 30, 17, 37, 41, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, CU_ACT_GELU, 0 },
 	};
+	/* conv_pv's row tiles (tuning candidates): whole rows, rows of one vector
+	 * with the last tile moved up (odd heights), rows a vector does not divide
+	 * (lanes past the row's end), stride 2, upsampled, 1x1 */
+	static const char *const rows[] = { "conv_pv:vw=8,pv=2,ocr=6,rows=1",
+					    "conv_pv:vw=8,pv=3,ocr=4,rows=3",
+					    "conv_pv:vw=16,pv=2,ocr=5,rows=2" };
+	static const int rows_of[] = { 1, 3, 2 }, row_cases[] = { 1, 6, 12, 13, 15, 16 };
 	for (size_t i = 0; i < CU_ARRAY_LEN(cases); i++) {
 		test_conv(&cases[i], 0);
 		if (rt->is_cpu) /* only CPU-class devices use weights in the file's layout */
 			test_conv(&cases[i], 1);
+	}
+	for (size_t v = 0; rt->is_cpu && v < CU_ARRAY_LEN(rows); v++) {
+		setenv("CLUNET_VARIANT", rows[v], 1);
+		for (size_t j = 0; j < CU_ARRAY_LEN(row_cases); j++) {
+			const conv_case *c = &cases[row_cases[j]];
+			int lh = c->h * (c->ups ? 2 : 1);
+			if ((lh + c->pt + c->pb - c->k) / c->s + 1 >= rows_of[v])
+				test_conv(c, j % 2 || v == 0);
+		}
+		unsetenv("CLUNET_VARIANT");
 	}
 }
 
@@ -273,8 +292,9 @@ static void test_conv_geglu(int n, int ic, int f, int hh, int ww, int unpacked)
 	conv_args_init(&a, 0);
 	a.bias = h_weight(&h, b, (size_t)2 * f, 1, (int64_t[]){ 2 * f });
 	y = op_conv_geglu(h.g, xt, wt, 2 * f, &a);
-	snprintf(what, sizeof(what), "conv+geglu n%d %d->2x%d %dx%d%s", n, ic, f, hh, ww,
-		 unpacked ? " unpacked (fused)" : "");
+	snprintf(what, sizeof(what), "conv+geglu n%d %d->2x%d %dx%d%s%s%s", n, ic, f, hh, ww,
+		 unpacked ? " unpacked (fused)" : "", getenv("CLUNET_VARIANT") ? " " : "",
+		 getenv("CLUNET_VARIANT") ? getenv("CLUNET_VARIANT") : "");
 	h_check(&h, y, want, ny, TOL, what);
 	free(x), free(w), free(b), free(packed), free(want);
 }
@@ -287,6 +307,12 @@ static void tests_conv_geglu(void)
 		test_conv_geglu(cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], 0);
 		if (rt->is_cpu)
 			test_conv_geglu(cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], 1);
+	}
+	if (rt->is_cpu) { /* the fused epilogue under row tiles (rows a vector does not divide) */
+		setenv("CLUNET_VARIANT", "conv_pv:vw=8,pv=2,ocr=6,rows=2", 1);
+		test_conv_geglu(2, 64, 40, 7, 9, 1);
+		test_conv_geglu(2, 16, 8, 4, 4, 1);
+		unsetenv("CLUNET_VARIANT");
 	}
 }
 

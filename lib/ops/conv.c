@@ -188,7 +188,7 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 	 * blocks fastest */
 	const int taps = op->ip[P_KH] * op->ip[P_KW];
 	int vw, pv, ocr, ord = cu_variant_int(variant, "ord", taps > 1 ? 2 : 0);
-	int tg = cu_variant_int(variant, "tg", 12);
+	int tg = cu_variant_int(variant, "tg", 12), rows;
 	size_t tiles, blocks;
 	char opts[256];
 	clunet_status st;
@@ -197,11 +197,23 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 		ocr++;
 	blocks = (size_t)(oc + ocr / (op->ip[P_GEGLU] ? 2 : 1) - 1) /
 		 (size_t)(ocr / (op->ip[P_GEGLU] ? 2 : 1));
-	tiles = (size_t)(op->ip[P_Q] + vw * pv - 1) / (size_t)(vw * pv);
+	/* row tiles (rows > 0) are tuning candidates: they skip the padding
+	 * columns but touch more cache lines per input channel, and on this
+	 * machine's AVX2 PoCL they won at some shapes and lost at others */
+	rows = cu_variant_int(variant, "rows", 0);
+	if (rows < 0 || rows > pv || (rows && pv % rows) || rows > oh)
+		return cu_fail(CLUNET_ERR_ARGUMENT,
+			       "conv_pv: variant '%s': rows must divide pv (%d) and not exceed the "
+			       "output height (%d)", variant, pv, oh);
+	if (rows) {
+		size_t tw = (size_t)(pv / rows * vw);
+		tiles = ((size_t)ow + tw - 1) / tw * (((size_t)oh + (size_t)rows - 1) / (size_t)rows);
+	} else
+		tiles = (size_t)(op->ip[P_Q] + vw * pv - 1) / (size_t)(vw * pv);
 	snprintf(opts, sizeof(opts),
-		 "-cl-std=CL1.2 -DVW=%d -DOCR=%d -DPV=%d -DKH=%d -DKW=%d -DS=%d -DORD=%d -DTG=%d "
+		 "-cl-std=CL1.2 -DVW=%d -DOCR=%d -DPV=%d -DROWS=%d -DKH=%d -DKW=%d -DS=%d -DORD=%d -DTG=%d "
 		 "-DUPS=0 -DHAS_BIAS=%d -DHAS_BIAS2=%d -DRES=%d -DDIV=%d -DACT=%d -DWPK=%d -DGEGLU=%d",
-		 vw, ocr, pv, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], ord, tg,
+		 vw, ocr, pv, rows, op->ip[P_KH], op->ip[P_KW], op->ip[P_S], ord, tg,
 		 op->in[2] >= 0, op->in[3] >= 0, op->in[4] >= 0, op->fp[0] != 1.0f, op->ip[P_ACT],
 		 op->ip[P_OCT] != 0, op->ip[P_GEGLU]);
 	st = cu_op_kernel(p, op, "conv_pv.cl", opts, "conv_pv_f32");
@@ -278,6 +290,21 @@ static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, 
 				continue;
 			if (n++ == i) {
 				snprintf(buf, cap, "vw=%d,pv=%d,ocr=%d", vw, pv, ocr);
+				return 1;
+			}
+		}
+	}
+	/* row tiles (3x3 kernels over rows a whole number of vectors wide): a
+	 * row of two vectors, two rows of one, three rows of one */
+	if (op->ip[P_KH] * op->ip[P_KW] > 1 && cu_t(p->g, op->out)->ndim == 4) {
+		static const int rt8[][3] = { { 2, 6, 1 }, { 2, 6, 2 }, { 3, 4, 3 } };
+		const cu_tensor *y = cu_t(p->g, op->out);
+		for (int k = 0; k < (int)CU_ARRAY_LEN(rt8); k++) {
+			if (y->ne[3] % 8 || y->ne[2] < rt8[k][2])
+				continue;
+			if (n++ == i) {
+				snprintf(buf, cap, "vw=8,pv=%d,ocr=%d,rows=%d", rt8[k][0],
+					 oct ? oct : rt8[k][1], rt8[k][2]);
 				return 1;
 			}
 		}
