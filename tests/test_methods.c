@@ -7,6 +7,8 @@
  * contexts and ignored under another driver version). */
 #include "testutil.h"
 
+#include "runtime/runtime.h" /* the program cache's counters */
+
 #define SAME 1e-5 /* "within float rounding" */
 
 static clunet_context_t *ctx;
@@ -246,6 +248,9 @@ static void tuning(const char *dir, const char *name)
 	      "defaults (%.6f > %.6f s)", rep.tuned_seconds, rep.default_seconds);
 	CHECK(clunet_tune_count(a) == rep.shapes, "database holds %zu entries, tuned %zu",
 	      clunet_tune_count(a), rep.shapes);
+	/* the cache got the tuned plan's programs, not every candidate's */
+	CHECK(a->cache_saves < rep.candidates, "the tuner cached %u programs for %zu candidates",
+	      a->cache_saves, rep.candidates);
 	tuned = run(m, &in, &n2, "tuned");
 	if (plain && tuned) {
 		double e = diff(tuned, plain, n);
@@ -261,6 +266,9 @@ static void tuning(const char *dir, const char *name)
 		CHECK(clunet_tune_count(b) == rep.shapes, "a new context sees %zu entries, not %zu",
 		      clunet_tune_count(b), rep.shapes);
 		later = run_in_context(b, dir, name, &n3);
+		/* a tuned model starts warm: every program from the cache */
+		CHECK(b->cache_misses == 0, "the tuned plan compiled %u programs in a new context",
+		      b->cache_misses);
 		if (later && plain)
 			CHECK(n3 == n && diff(later, plain, n) <= SAME, "later run with the database "
 			      "differs from the defaults");

@@ -8,13 +8,17 @@
 # the same bench run.
 #
 #   tools/bench_tune.sh MODEL_DIR [VEC_WIDTH] [bench options, e.g. --height 64 --width 64]
+#
+# BENCH_TUNE_LOGS=DIR keeps the bench and tune outputs (before.txt, tune.txt,
+# after.txt, native.txt) in DIR, also when the run is stopped.
 set -euo pipefail
 clunet=${CLUNET:-$(dirname "$0")/../build/clunet}
 model=$1
 width=${2:-16}
 shift 2 || shift $#
 cache=$(mktemp -d "${TMPDIR:-/tmp}/clunet-tune-XXXXXX")
-trap 'rm -rf "$cache"' EXIT
+logs=${BENCH_TUNE_LOGS:-}
+trap '[ -n "$logs" ] && mkdir -p "$logs" && cp "$cache"/*.txt "$logs"/ 2>/dev/null; rm -rf "$cache"' EXIT
 src=${CLUNET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/clunet}
 [ -d "$src" ] && cp -r "$src"/. "$cache"/ && rm -f "$cache"/*/tuning.json
 export CLUNET_CACHE_DIR=$cache

@@ -561,6 +561,23 @@ void rt_cache_flush(rt_ctx *rt)
 	cu_error_restore(saved);
 }
 
+void rt_cache_keep_only(rt_ctx *rt, const cl_program *keep, size_t n)
+{
+	for (size_t i = 0; i < rt->n_programs; i++) {
+		rt_program *p = &rt->programs[i];
+		size_t k = 0;
+		if (!p->unsaved_key)
+			continue;
+		while (k < n && keep[k] != p->program)
+			k++;
+		if (k < n)
+			continue;
+		free(p->unsaved_key);
+		p->unsaved_key = NULL;
+		rt->unsaved--;
+	}
+}
+
 /* clBuildProgram with the compiler's warnings off (-w): the library never
  * prints, and some drivers write their compiler's diagnostics to stderr
  * (PoCL on AVX2 hosts: "N warnings generated." for kernels that are clean

@@ -86,6 +86,10 @@ clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options
  * launch (PoCL specialises every kernel for its work-group size then) hand
  * back a complete binary only after it. */
 void rt_cache_flush(rt_ctx *rt);
+/* Drops the pending cache writes of every program but `keep`'s n (the
+ * tuner's losing candidates: on PoCL each binary written costs a compile of
+ * the kernel's generic form, ~1 s, for a program no plan builds again). */
+void rt_cache_keep_only(rt_ctx *rt, const cl_program *keep, size_t n);
 
 /* A new kernel object (caller releases it). */
 clunet_status rt_kernel_create(rt_ctx *rt, const char *source, const char *options,

@@ -239,5 +239,20 @@ clunet_status cu_plan_tune(cu_plan *p, const void *const *host_inputs, int runs,
 	free(done);
 	if (st)
 		return st;
+	/* the cache keeps the programs of the tuned plan (every one has run, the
+	 * winners included), not the hundreds of candidates that lost */
+	{
+		cl_program *keep = calloc((size_t)g->nops + 1, sizeof(cl_program));
+		size_t nk = 0;
+		for (int i = 0; keep && i < g->nops; i++)
+			if (g->ops[i].kernel &&
+			    clGetKernelInfo(g->ops[i].kernel, CL_KERNEL_PROGRAM, sizeof(cl_program),
+					    &keep[nk], NULL) == CL_SUCCESS)
+				nk++;
+		if (keep)
+			rt_cache_keep_only(p->rt, keep, nk);
+		free(keep);
+		rt_cache_flush(p->rt);
+	}
 	return rt_tune_save(p->rt);
 }
