@@ -1,6 +1,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "runtime.h"
 
+#include <stdint.h>
+#include <sys/mman.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -734,6 +737,57 @@ clunet_status rt_alloc(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out)
 	if (!*out)
 		return rt_cl_fail(err, "clCreateBuffer", what);
 	return CLUNET_OK;
+}
+
+clunet_status rt_alloc_large(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out,
+			    void **host, size_t *host_bytes)
+{
+	const char *e = getenv("CLUNET_HUGEPAGES");
+	*host = NULL;
+	*host_bytes = 0;
+#if defined(MADV_HUGEPAGE)
+	int force = e && !strcmp(e, "1"), off = e && !strcmp(e, "0");
+	if (rt->is_cpu && rt->host_unified && (bytes >= RT_HUGE_PAGE || force) && !off) {
+		/* 2 MiB aligned: over-map by a huge page, trim both ends */
+		size_t len = (bytes + RT_HUGE_PAGE - 1) / RT_HUGE_PAGE * RT_HUGE_PAGE;
+		char *m = mmap(NULL, len + RT_HUGE_PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m != MAP_FAILED) {
+			uintptr_t a = ((uintptr_t)m + RT_HUGE_PAGE - 1) & ~(uintptr_t)(RT_HUGE_PAGE - 1);
+			char *al = (char *)a;
+			cl_int err;
+			if (al > m)
+				munmap(m, (size_t)(al - m));
+			if (al + len < m + len + RT_HUGE_PAGE)
+				munmap(al + len, (size_t)(m + len + RT_HUGE_PAGE - (al + len)));
+			madvise(al, len, MADV_HUGEPAGE); /* a hint: 4 KiB pages if refused */
+			*out = clCreateBuffer(rt->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes,
+					      al, &err);
+			if (*out) {
+				*host = al;
+				*host_bytes = len;
+				return CLUNET_OK;
+			}
+			munmap(al, len); /* the driver refused the pointer: its own memory */
+		}
+	}
+#else
+	(void)e;
+#endif
+	return rt_alloc(rt, bytes, what, out);
+}
+
+void rt_free_large(cl_mem mem, void *host, size_t host_bytes)
+{
+	if (mem)
+		clReleaseMemObject(mem);
+#if defined(MADV_HUGEPAGE)
+	if (host)
+		munmap(host, host_bytes);
+#else
+	(void)host;
+	(void)host_bytes;
+#endif
 }
 
 /* One shape of the FMA loop (cl/peak.cl): the best of a few launches. */
