@@ -156,9 +156,9 @@ static void report(const char *name, const char *kernel, double flops, double se
 	clunet_context_measure_peak(rt, &after);
 	if (after > peak)
 		peak = after;
-	printf("%-42s %-14s %9.3f ms %7.1f GFLOP/s %5.1f %% of %.0f (best run %.1f %%)\n", name,
+	printf("%-42s %-14s %9.3f ms %7.1f GFLOP/s %5.1f %% of %.0f (best run %.3f ms, %.1f %%)\n", name,
 	       kernel ? kernel : "?", sec * 1e3, flops / sec * 1e-9, 100 * flops / sec * 1e-9 / peak,
-	       peak, 100 * flops / best_time * 1e-9 / peak);
+	       peak, best_time * 1e3, 100 * flops / best_time * 1e-9 / peak);
 	fflush(stdout);
 }
 
