@@ -173,9 +173,9 @@ fi
 # candidate that crashes the worker, one that hangs it and one that computes garbage are
 # rejected, the tuning ends
 if CLUNET_DEVICE_CLASS=gpu CLUNET_TUNE_FAULT=crash:1,hang:2,wrong:3 "$clunet" tune "$case_dir" \
-	--runs 1 --clblast-candidates 3 --clblast-limit 40 > "$tmp/tune.txt" 2> "$tmp/err" &&
+	--runs 1 --clblast-candidates 3 --clblast-limit 60 > "$tmp/tune.txt" 2> "$tmp/err" &&
 	grep -q "clblast candidate 1/3 .*killed by signal" "$tmp/tune.txt" &&
-	grep -q "clblast candidate 2/3 .*no result within 40 s; killed" "$tmp/tune.txt" &&
+	grep -q "clblast candidate 2/3 .*no result within 60 s; killed" "$tmp/tune.txt" &&
 	grep -q "clblast candidate 3/3 .*relative error" "$tmp/tune.txt" &&
 	grep -q "CLBlast Xgemm: 4 GEMM shapes, 3 parameter sets (1 wrong, 0 too slow, 2 crashed" \
 		"$tmp/tune.txt"; then

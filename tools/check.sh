@@ -20,9 +20,9 @@ for dir in build build-asan; do
 	# new_delete_type_mismatch=0: clFFT 2.12 deletes its plan actions through a base class
 	# without a virtual destructor (clMathLibraries/clFFT PR #219, never merged), inside
 	# clfftDestroyPlan; nothing of ours. Every other ASan check stays on. tools/lsan.supp
-	# likewise names clFFT's own leaks.
+	# likewise names clFFT's own leaks, and PoCL's.
 	ASAN_OPTIONS=detect_leaks=1:new_delete_type_mismatch=0 \
-		LSAN_OPTIONS=suppressions="$PWD/tools/lsan.supp" \
+		LSAN_OPTIONS=suppressions="$PWD/tools/lsan.supp":print_suppressions=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C "$dir" --print-errorlogs "${skip[@]}"
 done
