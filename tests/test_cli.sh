@@ -214,6 +214,9 @@ fi
 		|| fail "worker without arguments: $(cat "$tmp/out")"; }
 CLUNET_VARIANT="conv_pv:ord=7" expect_error "a variant no kernel has" "conv_pv: variant 'ord=7' has no such order" \
 	"$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st"
+CLUNET_VARIANT="conv_pv:pv=3,rows=2" expect_error "row tiles that do not divide the tile" \
+	"conv_pv: variant 'pv=3,rows=2': rows must divide pv (3)" \
+	"$clunet" run --model "$case_dir" --inputs "$case_dir/inputs.safetensors" --output "$tmp/o.st"
 expect_error "tune without a model" "MODEL_DIR" "$clunet" tune
 expect_error "tune without a cache" "cache is off" \
 	"$clunet" tune "$fixtures/unet1d/hopper_planner_h32" --no-cache

@@ -115,6 +115,15 @@ static double act_ref(double x, cu_act a)
 	}
 }
 
+/* " VARIANT" when CLUNET_VARIANT forces one (for a check's name), else "" */
+static const char *forced_note(void)
+{
+	static char note[64];
+	const char *v = getenv("CLUNET_VARIANT");
+	snprintf(note, sizeof(note), "%s%s", v ? " " : "", v ? v : "");
+	return note;
+}
+
 /* ------------------------------------------------------------ conv2d */
 
 typedef struct conv_case {
@@ -139,7 +148,7 @@ static void test_conv(const conv_case *c, int unpacked)
 	int oct = conv_panel_width(rt, c->oc);
 	float *packed = malloc(conv_packed_size(c->oc, c->ic, c->k, c->k, oct) * 4);
 	double *want = malloc(ny * sizeof(double));
-	char what[160];
+	char what[256];
 	conv_args a;
 	int xt, wt, y;
 
@@ -198,12 +207,10 @@ static void test_conv(const conv_case *c, int unpacked)
 		a.res = c->linear ? h_input(&h, r, 2, (int64_t[]){ c->n, c->oc })
 				  : h_input(&h, r, 4, (int64_t[]){ c->n, c->oc, oh, ow });
 	y = op_conv2d(h.g, xt, wt, c->oc, c->k, c->k, &a);
-	snprintf(what, sizeof(what), "conv2d n%d %d->%d %dx%d k%d s%d pad %d,%d,%d,%d%s%s%s%s act%d%s%s%s",
+	snprintf(what, sizeof(what), "conv2d n%d %d->%d %dx%d k%d s%d pad %d,%d,%d,%d%s%s%s%s act%d%s%s",
 		 c->n, c->ic, c->oc, ih, iw, c->k, c->s, c->pt, c->pl, c->pb, c->pr,
 		 c->ups ? " up" : "", c->bias2 ? " bias2" : "", c->res ? " res" : "",
-		 c->linear ? " linear" : "", c->act, unpacked ? " unpacked" : "",
-		 getenv("CLUNET_VARIANT") ? " " : "",
-		 getenv("CLUNET_VARIANT") ? getenv("CLUNET_VARIANT") : "");
+		 c->linear ? " linear" : "", c->act, unpacked ? " unpacked" : "", forced_note());
 	h_check(&h, y, want, ny, TOL, what);
 	free(x), free(w), free(b), free(b2), free(r), free(packed), free(want);
 }
@@ -267,7 +274,7 @@ static void test_conv_geglu(int n, int ic, int f, int hh, int ww, int unpacked)
 	int oct = conv_panel_width(rt, 2 * f);
 	float *packed = malloc(conv_packed_size(2 * f, ic, 1, 1, oct) * 4);
 	double *want = malloc(ny * sizeof(double));
-	char what[160];
+	char what[256];
 	conv_args a;
 	int xt, wt, y;
 	for (int s = 0; s < n; s++)
@@ -292,9 +299,8 @@ static void test_conv_geglu(int n, int ic, int f, int hh, int ww, int unpacked)
 	conv_args_init(&a, 0);
 	a.bias = h_weight(&h, b, (size_t)2 * f, 1, (int64_t[]){ 2 * f });
 	y = op_conv_geglu(h.g, xt, wt, 2 * f, &a);
-	snprintf(what, sizeof(what), "conv+geglu n%d %d->2x%d %dx%d%s%s%s", n, ic, f, hh, ww,
-		 unpacked ? " unpacked (fused)" : "", getenv("CLUNET_VARIANT") ? " " : "",
-		 getenv("CLUNET_VARIANT") ? getenv("CLUNET_VARIANT") : "");
+	snprintf(what, sizeof(what), "conv+geglu n%d %d->2x%d %dx%d%s%s", n, ic, f, hh, ww,
+		 unpacked ? " unpacked (fused)" : "", forced_note());
 	h_check(&h, y, want, ny, TOL, what);
 	free(x), free(w), free(b), free(packed), free(want);
 }

@@ -196,7 +196,7 @@ static void bench_conv(const conv_shape *c, cu_rng *r)
 	y = op_conv2d(g, xt, wt, c->oc, c->k, c->k, &a);
 	if (y >= 0) {
 		double flops = 0;
-		/* the convolution (and the sum of its input channel parts), not the pad */
+		/* the convolution's ops (im2col, GEMM, epilogue with CLUNET_CONV=im2col), not the pad */
 		if (!strcmp(g->ops[first].impl->kind, "pad"))
 			first++;
 		for (int i = first; i < g->nops; i++)

@@ -140,8 +140,6 @@ typedef struct cu_plan {
 	rt_ctx *rt;
 	cl_mem arena;
 	size_t arena_bytes;
-	void *arena_host;         /* rt_alloc_large's mapping, if any */
-	size_t arena_host_bytes;
 	cl_mem dummy;     /* bound to absent optional inputs */
 	double flops;
 	cl_event *events; /* per op, when profiling */

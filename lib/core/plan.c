@@ -187,8 +187,7 @@ clunet_status cu_plan_create(cu_graph *g, cu_plan **out)
 			     "clunet addresses (8 GiB)", p->arena_bytes);
 		goto fail;
 	}
-	st = rt_alloc_large(g->rt, p->arena_bytes, "activation arena", &p->arena, &p->arena_host,
-			    &p->arena_host_bytes);
+	st = rt_alloc_large(g->rt, p->arena_bytes, "activation arena", &p->arena);
 	if (st)
 		goto fail;
 	st = rt_alloc(g->rt, 64, "dummy buffer", &p->dummy);
@@ -241,7 +240,7 @@ void cu_plan_free(cu_plan *p)
 	if (!p)
 		return;
 	release_events(p);
-	rt_free_large(p->arena, p->arena_host, p->arena_host_bytes);
+	rt_free_large(p->arena);
 	if (p->dummy)
 		clReleaseMemObject(p->dummy);
 	cu_graph_free(p->g);

@@ -298,9 +298,9 @@ static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, 
 	 * row of two vectors, two rows of one, three rows of one */
 	if (op->ip[P_KH] * op->ip[P_KW] > 1 && cu_t(p->g, op->out)->ndim == 4) {
 		static const int rt8[][3] = { { 2, 6, 1 }, { 2, 6, 2 }, { 3, 4, 3 } };
-		const cu_tensor *y = cu_t(p->g, op->out);
+		const int64_t *ne = cu_t(p->g, op->out)->ne;
 		for (int k = 0; k < (int)CU_ARRAY_LEN(rt8); k++) {
-			if (y->ne[3] % 8 || y->ne[2] < rt8[k][2])
+			if (ne[3] % 8 || ne[2] < rt8[k][2])
 				continue;
 			if (n++ == i) {
 				snprintf(buf, cap, "vw=8,pv=%d,ocr=%d,rows=%d", rt8[k][0],

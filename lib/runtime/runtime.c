@@ -739,12 +739,9 @@ clunet_status rt_alloc(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out)
 	return CLUNET_OK;
 }
 
-clunet_status rt_alloc_large(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out,
-			    void **host, size_t *host_bytes)
+clunet_status rt_alloc_large(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out)
 {
 	const char *e = getenv("CLUNET_HUGEPAGES");
-	*host = NULL;
-	*host_bytes = 0;
 #if defined(MADV_HUGEPAGE)
 	int force = e && !strcmp(e, "1"), off = e && !strcmp(e, "0");
 	if (rt->is_cpu && rt->host_unified && (bytes >= RT_HUGE_PAGE || force) && !off) {
@@ -763,11 +760,8 @@ clunet_status rt_alloc_large(rt_ctx *rt, size_t bytes, const char *what, cl_mem 
 			madvise(al, len, MADV_HUGEPAGE); /* a hint: 4 KiB pages if refused */
 			*out = clCreateBuffer(rt->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes,
 					      al, &err);
-			if (*out) {
-				*host = al;
-				*host_bytes = len;
+			if (*out)
 				return CLUNET_OK;
-			}
 			munmap(al, len); /* the driver refused the pointer: its own memory */
 		}
 	}
@@ -777,16 +771,23 @@ clunet_status rt_alloc_large(rt_ctx *rt, size_t bytes, const char *what, cl_mem 
 	return rt_alloc(rt, bytes, what, out);
 }
 
-void rt_free_large(cl_mem mem, void *host, size_t host_bytes)
+void rt_free_large(cl_mem mem)
 {
-	if (mem)
-		clReleaseMemObject(mem);
+	cl_mem_flags flags = 0;
+	void *host = NULL;
+	size_t bytes = 0;
+	if (!mem)
+		return;
+	/* a buffer over host memory is over rt_alloc_large's own mapping */
+	if (clGetMemObjectInfo(mem, CL_MEM_FLAGS, sizeof(flags), &flags, NULL) != CL_SUCCESS ||
+	    !(flags & CL_MEM_USE_HOST_PTR) ||
+	    clGetMemObjectInfo(mem, CL_MEM_HOST_PTR, sizeof(host), &host, NULL) != CL_SUCCESS ||
+	    clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof(bytes), &bytes, NULL) != CL_SUCCESS)
+		host = NULL;
+	clReleaseMemObject(mem);
 #if defined(MADV_HUGEPAGE)
 	if (host)
-		munmap(host, host_bytes);
-#else
-	(void)host;
-	(void)host_bytes;
+		munmap(host, (bytes + RT_HUGE_PAGE - 1) / RT_HUGE_PAGE * RT_HUGE_PAGE);
 #endif
 }
 

@@ -86,17 +86,15 @@ clunet_status rt_program_get(rt_ctx *rt, const char *source, const char *options
  * launch (PoCL specialises every kernel for its work-group size then) hand
  * back a complete binary only after it. */
 void rt_cache_flush(rt_ctx *rt);
-/* A large read-write buffer (the activation arena). CPU-class devices
- * sharing host memory get it in host memory the library maps itself, 2 MiB
- * aligned and advised for transparent huge pages (the kernels stride across
- * channel planes kilobytes apart: with 4 KiB pages nearly every plane is
- * another TLB entry); *host and *host_bytes are then that mapping, to hand
- * back to rt_free_large. From 2 MiB; CLUNET_HUGEPAGES=1: at any size,
- * 0: never. */
+/* A large read-write buffer (the activation arena), released with
+ * rt_free_large. CPU-class devices sharing host memory get it over host
+ * memory the library maps itself, 2 MiB aligned and advised for transparent
+ * huge pages (the kernels stride across channel planes kilobytes apart: with
+ * 4 KiB pages nearly every plane is another TLB entry). From 2 MiB;
+ * CLUNET_HUGEPAGES=1: at any size, 0: never. */
 enum { RT_HUGE_PAGE = 2 << 20 };
-clunet_status rt_alloc_large(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out,
-			     void **host, size_t *host_bytes);
-void rt_free_large(cl_mem mem, void *host, size_t host_bytes);
+clunet_status rt_alloc_large(rt_ctx *rt, size_t bytes, const char *what, cl_mem *out);
+void rt_free_large(cl_mem mem);
 /* Drops the pending cache writes of every program but `keep`'s n (the
  * tuner's losing candidates: on PoCL each binary written costs a compile of
  * the kernel's generic form, ~1 s, for a program no plan builds again). */
