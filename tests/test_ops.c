@@ -243,8 +243,9 @@ static void tests_conv(void)
 	 * (lanes past the row's end), stride 2, upsampled, 1x1 */
 	static const char *const rows[] = { "conv_pv:vw=8,pv=2,ocr=6,rows=1",
 					    "conv_pv:vw=8,pv=3,ocr=4,rows=3",
-					    "conv_pv:vw=16,pv=2,ocr=5,rows=2" };
-	static const int rows_of[] = { 1, 3, 2 }, row_cases[] = { 1, 6, 12, 13, 15, 16 };
+					    "conv_pv:vw=16,pv=2,ocr=5,rows=2",
+					    "conv_pv:vw=16,pv=4,ocr=5,rows=4" };
+	static const int rows_of[] = { 1, 3, 2, 4 }, row_cases[] = { 1, 6, 12, 13, 15, 16 };
 	for (size_t i = 0; i < CU_ARRAY_LEN(cases); i++) {
 		test_conv(&cases[i], 0);
 		if (rt->is_cpu) /* only CPU-class devices use weights in the file's layout */

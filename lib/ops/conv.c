@@ -151,24 +151,58 @@ static clunet_status conv_prepare(cu_plan *p, cu_op *op)
 }
 
 /* conv_pv's register tile: VW-wide pixel vectors (the device's native float
- * width: 16 with AVX-512, 8 with AVX2), PV of them, OCR output channels.
- * Defaults fill about three quarters of the vector registers (32 with
- * AVX-512: 3 x 8 float16 accumulators; 16 with AVX2: 2 x 6 float8); a
- * variant ("vw=8,pv=2,ocr=6") may say otherwise. Packed weights fix OCR to
- * their panel width. A tile never exceeds CONV_PV_TILE pixels (the slack of
- * the padded planes). */
-static void conv_pv_tile(const rt_ctx *rt, int oct, int taps, const char *variant, int *vw,
-			 int *pv, int *ocr)
+ * width: 16 with AVX-512, 8 with AVX2), PV of them, OCR output channels, and
+ * ROWS > 0 for a column of rows (PV / ROWS vectors each) rather than PV
+ * vectors along the padded width. Defaults, measured at SD 1.5's shapes:
+ * - AVX2-class (16 registers): 3 x 4 for 3x3 convs, 2 x 6 for 1x1 ones and
+ *   linear layers (2026-12-01, an AVX2 EPYC).
+ * - AVX-512-class (32 registers; 2026-12-02, an AVX-512 EPYC with two FMA
+ *   pipes): 3x3 stride 1 over rows a whole number of vectors wide, four rows of
+ *   one vector x 5 channels (20 accumulators; the rows' taps share input
+ *   loads, 6 rows x 3 columns per input channel for 36 of them, against 27
+ *   loads for 3 vectors along a row): 92-100 % of the FMA peak against 52-61 %
+ *   for 3 x 8 along the row, which also computes the padding columns; packed
+ *   weights (8 channels) three rows. Stride 2 two rows of one vector x 8;
+ *   rows narrower than a vector (8x8) one vector x 12 (62 % against 40 %);
+ *   other 3x3 2 x 8 along the row; 1x1 3 x 8.
+ * A variant ("vw=8,pv=2,ocr=6") may say otherwise; one that names vw or pv
+ * has no rows unless it says so. Packed weights fix OCR to their panel width.
+ * A tile along the row never exceeds CONV_PV_TILE pixels (the slack of the
+ * padded planes); a row tile's row part neither. */
+static void conv_pv_tile(const rt_ctx *rt, const cu_op *op, int oh, int ow, const char *variant,
+			 int *vw, int *pv, int *ocr, int *rows)
 {
-	int wide = rt->vec_width >= 16;
-	/* AVX2-class defaults (measured at SD 1.5's shapes): 3 x 4 for 3x3 convs,
-	 * 2 x 6 for 1x1 ones and linear layers */
-	int def_pv = wide ? CONV_PV_PV : taps > 1 ? 3 : 2, def_ocr = wide ? CONV_PV_OCR : taps > 1 ? 4 : 6;
+	const int oct = op->ip[P_OCT], taps = op->ip[P_KH] * op->ip[P_KW], s = op->ip[P_S];
+	const int wide = rt->vec_width >= 16;
+	int def_pv, def_ocr, def_rows = 0;
+	if (!wide) {
+		def_pv = taps > 1 ? 3 : 2;
+		def_ocr = taps > 1 ? 4 : 6;
+	} else if (taps == 1) {
+		def_pv = CONV_PV_PV;
+		def_ocr = CONV_PV_OCR;
+	} else if (ow % 16 == 0 && s == 1 && oh >= 4) {
+		def_pv = def_rows = oct ? 3 : 4;
+		def_ocr = oct ? oct : 5;
+	} else if (ow % 16 == 0 && s == 2 && oh >= 2) {
+		def_pv = def_rows = 2;
+		def_ocr = CONV_PV_OCR;
+	} else if (ow < 16) {
+		def_pv = 1;
+		def_ocr = 12;
+	} else {
+		def_pv = 2;
+		def_ocr = CONV_PV_OCR;
+	}
+	if (cu_variant_int(variant, "vw", 0) || cu_variant_int(variant, "pv", 0))
+		def_rows = 0;
 	*vw = cu_variant_int(variant, "vw", wide ? 16 : 8);
 	if (*vw != 8 && *vw != 16)
 		*vw = wide ? 16 : 8;
 	*pv = cu_variant_int(variant, "pv", *vw == (wide ? 16 : 8) ? def_pv : *vw == 16 ? 1 : 3);
-	if (*pv < 1 || *vw * *pv > CONV_PV_TILE)
+	*rows = cu_variant_int(variant, "rows", def_rows);
+	if (*pv < 1 || *pv > 8 ||
+	    *vw * *pv / (*rows > 0 && *rows <= *pv ? *rows : 1) > CONV_PV_TILE)
 		*pv = 1;
 	*ocr = oct ? oct : cu_variant_int(variant, "ocr", *vw == (wide ? 16 : 8) ? def_ocr : 6);
 	if (*ocr < 1 || *ocr > 16)
@@ -192,15 +226,15 @@ static clunet_status conv_pv_prepare(cu_plan *p, cu_op *op)
 	size_t tiles, blocks;
 	char opts[256];
 	clunet_status st;
-	conv_pv_tile(p->rt, op->ip[P_OCT], op->ip[P_KH] * op->ip[P_KW], variant, &vw, &pv, &ocr);
+	conv_pv_tile(p->rt, op, oh, ow, variant, &vw, &pv, &ocr, &rows);
 	if (op->ip[P_GEGLU] && ocr % 2) /* half the rows from each half of the weight */
 		ocr++;
 	blocks = (size_t)(oc + ocr / (op->ip[P_GEGLU] ? 2 : 1) - 1) /
 		 (size_t)(ocr / (op->ip[P_GEGLU] ? 2 : 1));
-	/* row tiles (rows > 0) are tuning candidates: they skip the padding
-	 * columns but touch more cache lines per input channel, and on this
-	 * machine's AVX2 PoCL they won at some shapes and lost at others */
-	rows = cu_variant_int(variant, "rows", 0);
+	/* row tiles (rows > 0) skip the padding columns and share the taps'
+	 * input rows, but touch more cache lines per input channel: AVX-512-class
+	 * defaults, tuning candidates on AVX2 (they won at some shapes and lost
+	 * at others there) */
 	if (rows < 0 || rows > pv || (rows && pv % rows) || rows > oh)
 		return cu_fail(CLUNET_ERR_ARGUMENT,
 			       "conv_pv: variant '%s': rows must divide pv (%d) and not exceed the "
@@ -269,16 +303,25 @@ static int conv_pv_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 }
 
 /* Register tiles for both vector widths (pixel vectors x output channels;
- * packed weights fix the channels to their panel width), in the default
- * order, and the default tile in the other orders; the default is not listed. Every tile fits the padded
- * plane's slack (at most CONV_PV_TILE pixels). */
+ * packed weights fix the channels to their panel width) in the default
+ * order, row tiles, and the default tile in the other orders; the default is
+ * not listed. Every tile fits the padded plane's slack (CONV_PV_TILE). */
 static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
 {
 	static const int t8[][2] = { { 1, 8 }, { 1, 12 }, { 2, 4 }, { 2, 5 }, { 2, 6 }, { 3, 3 },
 				     { 3, 4 }, { 4, 2 }, { 4, 3 } };
-	static const int t16[][2] = { { 1, 4 }, { 1, 6 }, { 1, 8 }, { 2, 4 }, { 2, 8 }, { 3, 8 } };
-	int dvw, dpv, docr, oct = op->ip[P_OCT], n = 0;
-	conv_pv_tile(p->rt, oct, op->ip[P_KH] * op->ip[P_KW], "", &dvw, &dpv, &docr);
+	static const int t16[][2] = { { 1, 4 }, { 1, 6 }, { 1, 8 }, { 1, 12 }, { 2, 4 },
+				      { 2, 8 }, { 2, 12 }, { 3, 5 }, { 3, 8 } };
+	/* row tiles (3x3 kernels over rows a whole number of vectors wide):
+	 * { vw, pv, ocr, rows }: a row of two vectors, columns of 2-4 rows */
+	static const int rt[][4] = { { 8, 2, 6, 1 }, { 8, 2, 6, 2 }, { 8, 3, 4, 3 },
+				     { 8, 4, 3, 4 }, { 16, 2, 8, 2 }, { 16, 3, 8, 3 },
+				     { 16, 4, 5, 4 }, { 16, 4, 6, 4 } };
+	const cu_tensor *y = cu_t(p->g, op->out);
+	int oh = y->ndim == 4 ? (int)y->ne[2] : 1, ow = y->ndim == 4 ? (int)y->ne[3] : 1;
+	int dvw, dpv, docr, drows, oct = op->ip[P_OCT], n = 0;
+	char drow[16] = "";
+	conv_pv_tile(p->rt, op, oh, ow, "", &dvw, &dpv, &docr, &drows);
 	for (int w = 0; w < 2; w++) {
 		const int(*t)[2] = w ? t16 : t8;
 		int nt = w ? (int)CU_ARRAY_LEN(t16) : (int)CU_ARRAY_LEN(t8), vw = w ? 16 : 8;
@@ -286,7 +329,7 @@ static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, 
 			int pv = t[k][0], ocr = oct ? oct : t[k][1];
 			if (oct && k > 0 && t[k][0] == t[k - 1][0])
 				continue; /* the channels are fixed: one tile per pixel count */
-			if (vw == dvw && pv == dpv && ocr == docr)
+			if (!drows && vw == dvw && pv == dpv && ocr == docr)
 				continue;
 			if (n++ == i) {
 				snprintf(buf, cap, "vw=%d,pv=%d,ocr=%d", vw, pv, ocr);
@@ -294,22 +337,26 @@ static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, 
 			}
 		}
 	}
-	/* row tiles (3x3 kernels over rows a whole number of vectors wide): a
-	 * row of two vectors, two rows of one, three rows of one */
-	if (op->ip[P_KH] * op->ip[P_KW] > 1 && cu_t(p->g, op->out)->ndim == 4) {
-		static const int rt8[][3] = { { 2, 6, 1 }, { 2, 6, 2 }, { 3, 4, 3 } };
-		const int64_t *ne = cu_t(p->g, op->out)->ne;
-		for (int k = 0; k < (int)CU_ARRAY_LEN(rt8); k++) {
-			if (ne[3] % 8 || ne[2] < rt8[k][2])
+	if (op->ip[P_KH] * op->ip[P_KW] > 1 && y->ndim == 4) {
+		for (int k = 0; k < (int)CU_ARRAY_LEN(rt); k++) {
+			int ocr = oct ? oct : rt[k][2];
+			if (ow % rt[k][0] || oh < rt[k][3])
+				continue;
+			if (oct && k > 0 && !memcmp(rt[k], rt[k - 1], 2 * sizeof(int)) &&
+			    rt[k][3] == rt[k - 1][3])
+				continue; /* the same tile once the channels are fixed */
+			if (rt[k][0] == dvw && rt[k][1] == dpv && ocr == docr && rt[k][3] == drows)
 				continue;
 			if (n++ == i) {
-				snprintf(buf, cap, "vw=8,pv=%d,ocr=%d,rows=%d", rt8[k][0],
-					 oct ? oct : rt8[k][1], rt8[k][2]);
+				snprintf(buf, cap, "vw=%d,pv=%d,ocr=%d,rows=%d", rt[k][0], rt[k][1], ocr,
+					 rt[k][3]);
 				return 1;
 			}
 		}
 	}
 	/* the default tile in the other orders */
+	if (drows)
+		snprintf(drow, sizeof(drow), ",rows=%d", drows);
 	for (int o = 0; o < 5; o++) {
 		static const char *const ords[] = { "ord=0", "ord=1", "ord=2,tg=4", "ord=2,tg=12",
 						    "ord=2,tg=32" };
@@ -317,7 +364,7 @@ static int conv_pv_variant(const cu_plan *p, const cu_op *op, int i, char *buf, 
 		if (o == dord)
 			continue;
 		if (n++ == i) {
-			snprintf(buf, cap, "vw=%d,pv=%d,ocr=%d,%s", dvw, dpv, docr, ords[o]);
+			snprintf(buf, cap, "vw=%d,pv=%d,ocr=%d%s,%s", dvw, dpv, docr, drow, ords[o]);
 			return 1;
 		}
 	}
@@ -480,7 +527,7 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 	int ih = xt->ndim == 4 ? (int)xt->ne[2] : 1, iw = xt->ndim == 4 ? (int)xt->ne[3] : 1;
 	int lh = ih * (a->upsample == 1 ? 2 : 1), lw = a->upsample ? 2 * iw - (a->upsample == 2) : iw;
 	int pw = lw + a->pad_l + a->pad_r, ph = lh + a->pad_t + a->pad_b;
-	int tiles, cs, ps, q, in[5], opi;
+	int cs, ps, q, in[5], opi;
 	int64_t ne[3];
 	if (st == 2) { /* four phase planes of half the (even) padded size */
 		pw = (pw + 1) / 2;
@@ -491,8 +538,10 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 	 * cache sets (a 1x1 conv over 64x64 pixels read in place ran at a third
 	 * of its speed). */
 	q = oh * pw;
-	tiles = (q + CONV_PV_TILE - 1) / CONV_PV_TILE;
-	ps = tiles * CONV_PV_TILE + ((kh - 1) / st) * pw + (kw - 1) / st;
+	/* past the last output: the reach of the last tile along the padded
+	 * width (< CONV_PV_TILE) or of the last row tile (its vectors end less than
+	 * CONV_PV_TILE past the last row's start + OW), plus the taps' */
+	ps = q + CONV_PV_TILE + ((kh - 1) / st) * pw + (kw - 1) / st;
 	ps = (ps + 15) / 16 * 16;
 	if (ps % 32 == 0) /* an odd number of 64-byte lines between planes */
 		ps += 16;
