@@ -17,7 +17,10 @@
  * A tile is PV vectors at q0, q0 + VW, ... (ROWS 0), or (ROWS r > 0) r rows
  * of PV / r vectors each, starting at a multiple of PV / r vectors in a row:
  * with OW a multiple of the tile's width no vector covers the KW - 1 garbage
- * columns (11 % of the work at 16x16, 20 % at 8x8). ROWS <= OH.
+ * columns (11 % of the work at 16x16, 20 % at 8x8), and the taps of a column
+ * of rows read the same input rows (ky + row), which the compiler loads once:
+ * 4 rows of one vector read 6 x KW vectors per input channel, not 4 x 3 x KW
+ * (the AVX-512-class default for 3x3). ROWS <= OH.
  * Global range: (ceil(OC/OCR), tiles, N), dimension 0 the output
  * channel blocks, so the work-items that run together share their input tile.
  * Defines: VW (8 or 16), OCR, PV, ROWS, KH, KW, S (1 or 2), ORD (1: dimensions 0 and 1
