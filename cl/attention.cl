@@ -357,83 +357,122 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
  * online-softmax rescale happens once per KB keys, and the output
  * accumulates CE channels at a time over all KB keys, so the spilled
  * accumulator row is read and written once per block instead of once per
- * few keys. Same layouts, masks and range as attention_fused_q_f32.
- * Defines: D, KB, CK, CE, QW, MASK. */
+ * few keys. QV query vectors per work-item (QV x CK score and QV x CE output
+ * accumulators) share each broadcast key and value entry, halving the loads
+ * per FMA at QV 2. Same layouts, masks and range as attention_fused_q_f32
+ * (LQ >= QW QV). Defines: D, KB, CK, CE, QW, QV, MASK. */
 #ifdef QBLOCKS
+#ifndef QV
+#define QV 1
+#endif
 __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __global const float *kt,
 				     uint kt_off, __global const float *vt, uint vt_off,
 				     __global const float *mask, uint m_off, __global float *out,
 				     uint out_off, int LQ, int LK, int heads, float scale)
 {
-	const int i0 = min((int)get_global_id(0) * QW, LQ - QW), b = get_global_id(1);
+	const int i0 = min((int)get_global_id(0) * QW * QV, LQ - QW * QV), b = get_global_id(1);
 	__global const float *qb = q + q_off + (size_t)b * D * LQ + i0;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
-	QT qv[D], acc[D], s[KB], m = (QT)(-INFINITY), l = 0.0f;
-	for (int e = 0; e < D; e++) {
-		qv[e] = QLOAD(0, qb + (size_t)e * LQ);
-		acc[e] = 0.0f;
+	QT qv[QV][D], acc[QV][D], s[QV][KB], m[QV], l[QV];
+	#pragma unroll
+	for (int v = 0; v < QV; v++) {
+		for (int e = 0; e < D; e++) {
+			qv[v][e] = QLOAD(0, qb + (size_t)e * LQ + v * QW);
+			acc[v][e] = 0.0f;
+		}
+		m[v] = (QT)(-INFINITY);
+		l[v] = 0.0f;
 	}
 	for (int j0 = 0; j0 < LK; j0 += KB) {
-		/* scores, CK keys at a time */
+		/* scores, CK keys x QV query vectors at a time */
 		for (int jc = 0; jc < KB; jc += CK) {
-			QT a[CK];
+			QT a[QV][CK];
 			__global const float *kj[CK];
 			#pragma unroll
 			for (int t = 0; t < CK; t++) {
-				a[t] = 0.0f;
+				#pragma unroll
+				for (int v = 0; v < QV; v++)
+					a[v][t] = 0.0f;
 				kj[t] = kb + (size_t)min(j0 + jc + t, LK - 1) * D;
 			}
 			for (int e = 0; e < D; e++) {
-				const QT x = qv[e];
+				QT x[QV];
 				#pragma unroll
-				for (int t = 0; t < CK; t++)
-					a[t] = fma(x, (QT)(kj[t][e]), a[t]);
+				for (int v = 0; v < QV; v++)
+					x[v] = qv[v][e];
+				#pragma unroll
+				for (int t = 0; t < CK; t++) {
+					const QT kv = (QT)(kj[t][e]);
+					#pragma unroll
+					for (int v = 0; v < QV; v++)
+						a[v][t] = fma(x[v], kv, a[v][t]);
+				}
 			}
 			#pragma unroll
 			for (int t = 0; t < CK; t++)
-				s[jc + t] = a[t];
+				#pragma unroll
+				for (int v = 0; v < QV; v++)
+					s[v][jc + t] = a[v][t];
 		}
 		/* the online softmax, once per block */
-		QT bmax = m;
-		for (int jj = 0; jj < KB; jj++) {
-			QT v = s[jj] * scale;
+		QT keep[QV];
+		#pragma unroll
+		for (int v = 0; v < QV; v++) {
+			QT bmax = m[v];
+			for (int jj = 0; jj < KB; jj++) {
+				QT x = s[v][jj] * scale;
 #if MASK
-			v += mask[m_off + (size_t)(b / heads) * LK + min(j0 + jj, LK - 1)];
+				x += mask[m_off + (size_t)(b / heads) * LK + min(j0 + jj, LK - 1)];
 #endif
-			if (j0 + jj >= LK) /* past the end: the clamped key weighs nothing */
-				v = (QT)(-INFINITY);
-			s[jj] = v;
-			bmax = fmax(bmax, v);
+				if (j0 + jj >= LK) /* past the end: the clamped key weighs nothing */
+					x = (QT)(-INFINITY);
+				s[v][jj] = x;
+				bmax = fmax(bmax, x);
+			}
+			keep[v] = exp(m[v] - bmax); /* 0 on the first block */
+			m[v] = bmax;
+			l[v] *= keep[v];
+			for (int jj = 0; jj < KB; jj++) {
+				s[v][jj] = exp(s[v][jj] - bmax);
+				l[v] += s[v][jj];
+			}
 		}
-		const QT keep = exp(m - bmax); /* 0 on the first block */
-		m = bmax;
-		l *= keep;
-		for (int jj = 0; jj < KB; jj++) {
-			s[jj] = exp(s[jj] - m);
-			l += s[jj];
-		}
-		/* the output, CE channels at a time over the whole block */
+		/* the output, CE channels x QV query vectors at a time over the whole block */
 		for (int e0 = 0; e0 < D; e0 += CE) {
-			QT o[CE];
+			QT o[QV][CE];
 			#pragma unroll
 			for (int c = 0; c < CE; c++)
-				o[c] = e0 + c < D ? acc[min(e0 + c, D - 1)] * keep : (QT)0.0f;
+				#pragma unroll
+				for (int v = 0; v < QV; v++)
+					o[v][c] = e0 + c < D ? acc[v][min(e0 + c, D - 1)] * keep[v] : (QT)0.0f;
 			for (int jj = 0; jj < KB; jj++) {
-				const QT pj = s[jj];
+				QT pj[QV];
+				#pragma unroll
+				for (int v = 0; v < QV; v++)
+					pj[v] = s[v][jj];
 				__global const float *vj = vb + (size_t)min(j0 + jj, LK - 1) * D + e0;
 				#pragma unroll
-				for (int c = 0; c < CE; c++)
-					o[c] = fma(pj, (QT)(vj[min(c, D - 1 - e0)]), o[c]);
+				for (int c = 0; c < CE; c++) {
+					const QT vv = (QT)(vj[min(c, D - 1 - e0)]);
+					#pragma unroll
+					for (int v = 0; v < QV; v++)
+						o[v][c] = fma(pj[v], vv, o[v][c]);
+				}
 			}
 			#pragma unroll
 			for (int c = 0; c < CE; c++)
-				if (e0 + c < D)
-					acc[e0 + c] = o[c];
+				#pragma unroll
+				for (int v = 0; v < QV; v++)
+					if (e0 + c < D)
+						acc[v][e0 + c] = o[v][c];
 		}
 	}
-	const QT inv = 1.0f / l;
-	for (int e = 0; e < D; e++)
-		QSTORE(acc[e] * inv, 0, out + out_off + ((size_t)b * D + e) * LQ + i0);
+	#pragma unroll
+	for (int v = 0; v < QV; v++) {
+		const QT inv = 1.0f / l[v];
+		for (int e = 0; e < D; e++)
+			QSTORE(acc[v][e] * inv, 0, out + out_off + ((size_t)b * D + e) * LQ + i0 + v * QW);
+	}
 }
 #endif

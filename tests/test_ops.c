@@ -896,7 +896,7 @@ static void test_attention_fused(int bh, int d, int lq, int lk)
 	float *v = rnd((size_t)bh * d * lk, 1);
 	double *want = malloc((size_t)bh * d * lq * sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
 	double scale = 1.0 / sqrt((double)d);
-	char what[96];
+	char what[160];
 	for (int b = 0; b < bh; b++)
 		for (int i = 0; i < lq; i++) {
 			double m = -INFINITY, sum = 0;
@@ -917,7 +917,7 @@ static void test_attention_fused(int bh, int d, int lq, int lk)
 			}
 		}
 	h_init(&h);
-	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d", bh, d, lq, lk);
+	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d%s", bh, d, lq, lk, forced_note());
 	h_check(&h, op_attention_fused(h.g, h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * lq }),
 				       h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
 				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), -1, 1, bh, d,
@@ -1123,7 +1123,7 @@ static void test_attention_fused_mask(int n, int heads, int d, int lq, int lk)
 	float *v = rnd((size_t)bh * d * lk, 1), *mask = rnd((size_t)n * lk, 0.5f);
 	double *want = malloc((size_t)bh * d * lq * sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
 	double scale = 1.0 / sqrt((double)d);
-	char what[96];
+	char what[160];
 	for (int i = 0; i < n; i++)
 		for (int j = 0; j < lk; j++) /* every item keeps a different key */
 			if (j != i % lk && cu_rng_uniform(&rng) < 0.35f)
@@ -1148,8 +1148,8 @@ static void test_attention_fused_mask(int n, int heads, int d, int lq, int lk)
 			}
 		}
 	h_init(&h);
-	snprintf(what, sizeof(what), "attention_fused masked n%d heads %d d%d lq%d lk%d", n, heads, d,
-		 lq, lk);
+	snprintf(what, sizeof(what), "attention_fused masked n%d heads %d d%d lq%d lk%d%s", n, heads,
+		 d, lq, lk, forced_note());
 	h_check(&h, op_attention_fused(h.g, h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * lq }),
 				       h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
 				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }),
@@ -1560,10 +1560,17 @@ int main(int argc, char **argv)
 		test_attention1d(1, 32, 8, 1);
 		test_attention1d(1, 96, 17, 3);
 		/* on CPU-class devices: first the query-lane kernel wherever lq >= 16,
-		 * then the key-vector kernel forced (CLUNET_ATTENTION_KERNEL=keys) */
-		for (int pass = 0; pass < 2; pass++) {
+		 * then the key-vector kernel forced (CLUNET_ATTENTION_KERNEL=keys), then
+		 * the blocked query-lane kernel with two query vectors a work-item
+		 * (where lq >= 32: overlapping last tiles) */
+		for (int pass = 0; pass < 3; pass++) {
 			if (pass == 1)
 				setenv("CLUNET_ATTENTION_KERNEL", "keys", 1);
+			if (pass == 2) {
+				unsetenv("CLUNET_ATTENTION_KERNEL");
+				setenv("CLUNET_VARIANT", "attention_q:blk=1,qv=2", 1);
+				test_attention_fused(1, 40, 64, 100);
+			}
 			test_attention_fused(2, 32, 37, 37);
 			test_attention_fused(3, 40, 17, 77);   /* cross-attention shape, odd sizes */
 			test_attention_fused(1, 64, 5, 3);
@@ -1578,7 +1585,7 @@ int main(int argc, char **argv)
 			test_attention_fused_mask(1, 5, 13, 11, 1);  /* one key */
 			test_attention_fused_mask(2, 2, 24, 33, 1);  /* one key, query lanes */
 		}
-		unsetenv("CLUNET_ATTENTION_KERNEL");
+		unsetenv("CLUNET_VARIANT");
 
 		test_layer_norm(2, 5, 63, 4, 9, 1e-5f);     /* [2, 5, 7, 9]: vector blocks + ragged tail */
 		test_layer_norm(3, 7, 1, 2, 1, 1e-5f);      /* [3, 7] */

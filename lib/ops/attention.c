@@ -48,6 +48,17 @@ static int head_vector_width(int d)
 	return d % 16 == 0 ? 16 : d % 8 == 0 ? 8 : d % 4 == 0 ? 4 : 0;
 }
 
+/* Query vectors per work-item of the query-lane kernels: 2 for the blocked
+ * kernel on AVX-512-class devices (each broadcast key and value entry serves
+ * two vectors, the loads per FMA halve: SD 1.5's self-attention at 64x64
+ * 86 -> 68 ms, 62 % of the FMA peak against 50 %; 3 or 4 were no faster), else
+ * 1 (on AVX2, 16 registers, two vectors of the per-few-keys kernel were 1.5x
+ * slower; the tuner tries 2). */
+static int attention_qv_default(const rt_ctx *rt, const char *variant)
+{
+	return rt->vec_width >= 16 && cu_variant_int(variant, "blk", 1) ? 2 : 1;
+}
+
 static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 {
 	int *ip = op->ip;
@@ -57,9 +68,7 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 		/* 8 keys a block by default: 15 % faster than 16 at d 40 */
 		const char *v = cu_op_variant(p, op);
 		int kb = cu_variant_int(v, "kb", 8);
-		/* 2 query vectors per work-item: 1.5x slower here (register pressure),
-		 * left to the tuner for devices with more registers */
-		int qv = cu_variant_int(v, "qv", 1);
+		int qv = cu_variant_int(v, "qv", attention_qv_default(p->rt, v));
 		/* queries per vector: 16 (one AVX-512 register; on AVX2 two, which measured
 		 * faster than one float8 there too: fewer exps and loop trips per query);
 		 * the tuner also tries 8 */
@@ -68,9 +77,10 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 			kb = 8;
 		if (qw != 8)
 			qw = 16;
-		if (qv != 2 || ip[P_LQ] < 2 * qw)
-			qv = 1;
 		int blocks = cu_variant_int(v, "blk", 1);
+		/* the blocked kernel takes up to 4 query vectors, the other 2 */
+		if (qv < 1 || qv > (blocks ? 4 : 2) || ip[P_LQ] < qv * qw)
+			qv = 1;
 		ip[P_QB] = qv * qw; /* queries per work-item: the range below */
 		if (blocks) {
 			/* the blocked kernel: register chunks for the vector registers (16 on
@@ -84,10 +94,10 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 				ck = 4;
 			if (ce < 1 || ce > 16)
 				ce = 4;
-			ip[P_QB] = qw;
+			ip[P_QB] = qv * qw;
 			snprintf(opts, sizeof(opts),
-				 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DCK=%d -DCE=%d -DQW=%d -DQBLOCKS "
-				 "-DMASK=%d", ip[P_D], kbb, ck, ce, qw, op->in[3] >= 0);
+				 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DCK=%d -DCE=%d -DQW=%d -DQV=%d "
+				 "-DQBLOCKS -DMASK=%d", ip[P_D], kbb, ck, ce, qw, qv, op->in[3] >= 0);
 			st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_qb_f32");
 		} else {
 			snprintf(opts, sizeof(opts),
@@ -130,25 +140,28 @@ static int fused_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 	return 1;
 }
 
-/* The blocked kernel with other key blocks (16, 64) and 8-query vectors,
+/* The blocked kernel with other key blocks (16, 64), two query vectors per
+ * work-item and 8-query vectors,
  * and the per-few-keys kernel (blk=0) with key blocks of 4, 8, 16, one or
  * two query vectors, 8 or 16 queries per vector; the default (blocked, 32
- * keys, 16 queries) is not listed. */
+ * keys, 16 queries, attention_qv_default vectors) is not listed. */
 static int fused_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
 {
 	static const int kbs[] = { 4, 8, 16 }, bkbs[] = { 16, 32, 64 };
-	int n = 0;
-	(void)p;
+	int n = 0, dqv = attention_qv_default(p->rt, "");
+	if (op->ip[P_LQ] < dqv * 16)
+		dqv = 1;
 	for (int w = 0; w < 2; w++)
-		for (int k = 0; k < 3; k++) {
-			int qw = w ? 8 : 16;
-			if ((qw == 16 && bkbs[k] == 32) || op->ip[P_LQ] < qw)
-				continue;
-			if (n++ == i) {
-				snprintf(buf, cap, "blk=1,kb=%d,qw=%d", bkbs[k], qw);
-				return 1;
+		for (int qv = 1; qv <= 2; qv++)
+			for (int k = 0; k < 3; k++) {
+				int qw = w ? 8 : 16;
+				if ((qw == 16 && qv == dqv && bkbs[k] == 32) || op->ip[P_LQ] < qv * qw)
+					continue;
+				if (n++ == i) {
+					snprintf(buf, cap, "blk=1,kb=%d,qv=%d,qw=%d", bkbs[k], qv, qw);
+					return 1;
+				}
 			}
-		}
 	for (int w = 0; w < 2; w++)
 		for (int qv = 1; qv <= 2; qv++)
 			for (int k = 0; k < 3; k++) {
