@@ -362,9 +362,6 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
  * per FMA at QV 2. Same layouts, masks and range as attention_fused_q_f32
  * (LQ >= QW QV). Defines: D, KB, CK, CE, QW, QV, MASK. */
 #ifdef QBLOCKS
-#ifndef QV
-#define QV 1
-#endif
 __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __global const float *kt,
 				     uint kt_off, __global const float *vt, uint vt_off,
 				     __global const float *mask, uint m_off, __global float *out,

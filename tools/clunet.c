@@ -389,6 +389,17 @@ static int load_with_inputs(const opts *o, clunet_context_t *ctx, clunet_model_t
 	return 0;
 }
 
+/* Measures the device's FMA peak and keeps the higher of it and *peak. */
+static int probe_peak(clunet_context_t *ctx, double *peak)
+{
+	double g = 0;
+	if (clunet_context_measure_peak(ctx, &g) != CLUNET_OK)
+		return fail("cannot measure the device peak");
+	if (g > *peak)
+		*peak = g;
+	return 0;
+}
+
 static int cmd_bench(const opts *o)
 {
 	clunet_context_t *ctx = NULL;
@@ -433,10 +444,8 @@ static int cmd_bench(const opts *o)
 			fail("forward failed");
 			goto out;
 		}
-	if (clunet_context_measure_peak(ctx, &peak) != CLUNET_OK) {
-		fail("cannot measure the device peak");
+	if (probe_peak(ctx, &peak))
 		goto out;
-	}
 	times = calloc((size_t)runs, sizeof(double));
 	if (!times)
 		goto out;
@@ -448,15 +457,8 @@ static int cmd_bench(const opts *o)
 		}
 		times[i] = now() - t0;
 	}
-	{ /* the machine's speed drifts: the higher of a probe before and one after the runs */
-		double after = 0;
-		if (clunet_context_measure_peak(ctx, &after) != CLUNET_OK) {
-			fail("cannot measure the device peak");
-			goto out;
-		}
-		if (after > peak)
-			peak = after;
-	}
+	if (probe_peak(ctx, &peak)) /* again: the machine's speed drifts */
+		goto out;
 	clunet_model_profile(model, &ops, &n_ops);
 	qsort(times, (size_t)runs, sizeof(double), cmp_double);
 	median = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
@@ -512,8 +514,8 @@ static int cmd_bench(const opts *o)
 		printf("forward          median %.4f s over %d runs (min %.4f, max %.4f)\n", median,
 		       runs, times[0], times[runs - 1]);
 		printf("work             %.3f GFLOP -> %.1f GFLOP/s = %.1f %% of the device peak "
-		       "%.1f GFLOP/s (the higher of probes before and after the runs)\n", info.gflop, info.gflop / median,
-		       100.0 * info.gflop / median / peak, peak);
+		       "%.1f GFLOP/s (the higher of probes before and after the runs)\n", info.gflop,
+		       info.gflop / median, 100.0 * info.gflop / median / peak, peak);
 		printf("memory           peak activations %.2f MiB, weights %.2f MiB, %zu ops\n",
 		       (double)info.peak_activation_bytes / (1 << 20),
 		       (double)info.weight_bytes / (1 << 20), info.n_ops);

@@ -48,15 +48,15 @@ static int head_vector_width(int d)
 	return d % 16 == 0 ? 16 : d % 8 == 0 ? 8 : d % 4 == 0 ? 4 : 0;
 }
 
-/* Query vectors per work-item of the query-lane kernels: 2 for the blocked
- * kernel on AVX-512-class devices (each broadcast key and value entry serves
- * two vectors, the loads per FMA halve: SD 1.5's self-attention at 64x64
- * 86 -> 68 ms, 62 % of the FMA peak against 50 %; 3 or 4 were no faster), else
- * 1 (on AVX2, 16 registers, two vectors of the per-few-keys kernel were 1.5x
- * slower; the tuner tries 2). */
-static int attention_qv_default(const rt_ctx *rt, const char *variant)
+/* Query vectors per work-item of the query-lane kernels by default: 2 for
+ * the blocked kernel on AVX-512-class devices where LQ holds two vectors of QW
+ * queries (each broadcast key and value entry serves both, the loads per FMA
+ * halve: SD 1.5's self-attention at 64x64 86 -> 68 ms, 62 % of the FMA peak
+ * against 50 %; 3 or 4 were no faster), else 1 (on AVX2, 16 registers, two
+ * vectors of the per-few-keys kernel were 1.5x slower; the tuner tries 2). */
+static int attention_qv_default(const rt_ctx *rt, const char *variant, int lq, int qw)
 {
-	return rt->vec_width >= 16 && cu_variant_int(variant, "blk", 1) ? 2 : 1;
+	return rt->vec_width >= 16 && cu_variant_int(variant, "blk", 1) && lq >= 2 * qw ? 2 : 1;
 }
 
 /* Keys a block of the blocked kernel: 32, or 16 where that computes fewer
@@ -75,8 +75,7 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 	if (ip[P_VE] < 0) {
 		/* 8 keys a block by default: 15 % faster than 16 at d 40 */
 		const char *v = cu_op_variant(p, op);
-		int kb = cu_variant_int(v, "kb", 8);
-		int qv = cu_variant_int(v, "qv", attention_qv_default(p->rt, v));
+		int kb = cu_variant_int(v, "kb", 8), qv;
 		/* queries per vector: 16 (one AVX-512 register; on AVX2 two, which measured
 		 * faster than one float8 there too: fewer exps and loop trips per query);
 		 * the tuner also tries 8 */
@@ -85,6 +84,7 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 			kb = 8;
 		if (qw != 8)
 			qw = 16;
+		qv = cu_variant_int(v, "qv", attention_qv_default(p->rt, v, ip[P_LQ], qw));
 		int blocks = cu_variant_int(v, "blk", 1);
 		/* the blocked kernel takes up to 4 query vectors, the other 2 */
 		if (qv < 1 || qv > (blocks ? 4 : 2) || ip[P_LQ] < qv * qw)
@@ -94,15 +94,14 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 			/* the blocked kernel: register chunks for the vector registers (16 on
 			 * AVX2: 4 accumulators of two-register float16, or 8 float8) */
 			int small = p->rt->vec_width < 16 && qw == 16;
-			int kbb = cu_variant_int(v, "kb", attention_kb_default(ip[P_LK])), ck = cu_variant_int(v, "ck", small ? 4 : 8);
-			int ce = cu_variant_int(v, "ce", small ? 4 : 8);
+			int kbb = cu_variant_int(v, "kb", attention_kb_default(ip[P_LK]));
+			int ck = cu_variant_int(v, "ck", small ? 4 : 8), ce = cu_variant_int(v, "ce", small ? 4 : 8);
 			if (kbb < 8 || kbb > 128)
-				kbb = 32;
+				kbb = attention_kb_default(ip[P_LK]);
 			if (ck < 1 || ck > 16 || kbb % ck)
 				ck = 4;
 			if (ce < 1 || ce > 16)
 				ce = 4;
-			ip[P_QB] = qv * qw;
 			snprintf(opts, sizeof(opts),
 				 "-cl-std=CL1.2 -DD=%d -DQB=1 -DKB=%d -DCK=%d -DCE=%d -DQW=%d -DQV=%d "
 				 "-DQBLOCKS -DMASK=%d", ip[P_D], kbb, ck, ce, qw, qv, op->in[3] >= 0);
@@ -125,12 +124,7 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 	if (!st)
 		st = cu_set_args(p, op, "tttttiiif", op->in[0], op->in[1], op->in[2], op->in[3], op->out,
 				 ip[P_LQ], ip[P_LK], ip[P_HEADS], (double)op->fp[0]);
-	if (ip[P_VE] < 0)
-		cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB],
-			    (size_t)ip[P_BH], 1);
-	else
-		cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB],
-			    (size_t)ip[P_BH], 1);
+	cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB], (size_t)ip[P_BH], 1);
 	if (p->rt->is_cpu) {
 		op->use_lws = 1;
 		op->lws[0] = op->lws[1] = op->lws[2] = 1;
@@ -157,15 +151,14 @@ static int fused_key(const cu_plan *p, const cu_op *op, char *buf, size_t cap)
 static int fused_variant(const cu_plan *p, const cu_op *op, int i, char *buf, size_t cap)
 {
 	static const int kbs[] = { 4, 8, 16 }, bkbs[] = { 16, 32, 64 };
-	int n = 0, dqv = attention_qv_default(p->rt, "");
-	if (op->ip[P_LQ] < dqv * 16)
-		dqv = 1;
+	const int dqv = attention_qv_default(p->rt, "", op->ip[P_LQ], 16);
+	const int dkb = attention_kb_default(op->ip[P_LK]);
+	int n = 0;
 	for (int w = 0; w < 2; w++)
 		for (int qv = 1; qv <= 2; qv++)
 			for (int k = 0; k < 3; k++) {
 				int qw = w ? 8 : 16;
-				if ((qw == 16 && qv == dqv && bkbs[k] == attention_kb_default(op->ip[P_LK])) ||
-				    op->ip[P_LQ] < qv * qw)
+				if ((qw == 16 && qv == dqv && bkbs[k] == dkb) || op->ip[P_LQ] < qv * qw)
 					continue;
 				if (n++ == i) {
 					snprintf(buf, cap, "blk=1,kb=%d,qv=%d,qw=%d", bkbs[k], qv, qw);
