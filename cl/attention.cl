@@ -252,6 +252,14 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 #define QT CU_CAT(float, QW)
 #define QLOAD CU_CAT(vload, QW)
 #define QSTORE CU_CAT(vstore, QW)
+/* One unaligned vector store where the compiler is clang (PoCL: vstore16
+ * becomes four 128-bit stores and extracts); vstoren elsewhere. */
+#ifdef __clang__
+typedef QT QTU __attribute__((aligned(4)));
+#define QSTOREU(x, p) (*(__global QTU *)(p) = (x))
+#else
+#define QSTOREU(x, p) QSTORE(x, 0, p)
+#endif
 #endif
 
 #ifdef QLANES
@@ -372,6 +380,7 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	QT qv[QV][D], acc[QV][D], s[QV][KB], m[QV], l[QV];
+	const float scale2 = scale * M_LOG2E_F; /* scores in base 2: exp2 is the cheaper exp */
 	#pragma unroll
 	for (int v = 0; v < QV; v++) {
 		for (int e = 0; e < D; e++) {
@@ -416,22 +425,28 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 		QT keep[QV];
 		#pragma unroll
 		for (int v = 0; v < QV; v++) {
-			QT bmax = m[v];
+			/* four running maxima (a chain of dependent maxima is slower than the
+			 * exps); a plain compare, as fmax's NaN rules cost three instructions */
+			QT mx[4] = { m[v], m[v], m[v], m[v] };
+			#pragma unroll
 			for (int jj = 0; jj < KB; jj++) {
-				QT x = s[v][jj] * scale;
+				QT x = s[v][jj] * scale2;
 #if MASK
-				x += mask[m_off + (size_t)(b / heads) * LK + min(j0 + jj, LK - 1)];
+				x += M_LOG2E_F * mask[m_off + (size_t)(b / heads) * LK + min(j0 + jj, LK - 1)];
 #endif
 				if (j0 + jj >= LK) /* past the end: the clamped key weighs nothing */
 					x = (QT)(-INFINITY);
 				s[v][jj] = x;
-				bmax = fmax(bmax, x);
+				mx[jj % 4] = x > mx[jj % 4] ? x : mx[jj % 4];
 			}
-			keep[v] = exp(m[v] - bmax); /* 0 on the first block */
+			mx[0] = mx[1] > mx[0] ? mx[1] : mx[0];
+			mx[2] = mx[3] > mx[2] ? mx[3] : mx[2];
+			const QT bmax = mx[2] > mx[0] ? mx[2] : mx[0];
+			keep[v] = exp2(m[v] - bmax); /* 0 on the first block */
 			m[v] = bmax;
 			l[v] *= keep[v];
 			for (int jj = 0; jj < KB; jj++) {
-				s[v][jj] = exp(s[v][jj] - bmax);
+				s[v][jj] = exp2(s[v][jj] - bmax);
 				l[v] += s[v][jj];
 			}
 		}
@@ -469,7 +484,7 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 	for (int v = 0; v < QV; v++) {
 		const QT inv = 1.0f / l[v];
 		for (int e = 0; e < D; e++)
-			QSTORE(acc[v][e] * inv, 0, out + out_off + ((size_t)b * D + e) * LQ + i0 + v * QW);
+			QSTOREU(acc[v][e] * inv, out + out_off + ((size_t)b * D + e) * LQ + i0 + v * QW);
 	}
 }
 #endif
