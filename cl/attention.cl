@@ -458,12 +458,13 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 				#pragma unroll
 				for (int v = 0; v < QV; v++)
 					o[v][c] = e0 + c < D ? acc[v][min(e0 + c, D - 1)] * keep[v] : (QT)0.0f;
-			for (int jj = 0; jj < KB; jj++) {
+			/* keys past the end weigh exactly 0: not visited */
+			__global const float *vj = vb + (size_t)j0 * D + e0;
+			for (int jj = 0; jj < min(KB, LK - j0); jj++, vj += D) {
 				QT pj[QV];
 				#pragma unroll
 				for (int v = 0; v < QV; v++)
 					pj[v] = s[v][jj];
-				__global const float *vj = vb + (size_t)min(j0 + jj, LK - 1) * D + e0;
 				#pragma unroll
 				for (int c = 0; c < CE; c++) {
 					const QT vv = (QT)(vj[min(c, D - 1 - e0)]);
