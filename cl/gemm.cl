@@ -179,6 +179,13 @@ void gemm_tiled(__global const float *a, uint a_off, __global const float *b, ui
  *     their A rows. */
 #ifdef PACKED
 #define NBW (VW * NB)
+/* one unaligned vector store on clang (PoCL: vstore16 is four 128-bit stores) */
+#ifdef __clang__
+typedef VT VTU __attribute__((aligned(4)));
+#define VSTOREU(x, p) (*(__global VTU *)(p) = (x))
+#else
+#define VSTOREU(x, p) VSTORE(x, 0, p)
+#endif
 __kernel void gemm_pack_b(__global const float *b, uint b_off, __global float *bp, uint bp_off,
 			  int n, int k, int ldb, int sb)
 {
@@ -242,18 +249,20 @@ __kernel void gemm_pk(__global const float *a, uint a_off, __global const float 
 	}
 	while (l < k)
 		PK_STEP();
-	const int full = j0 + NBW <= n;
+	const int left = n - j0; /* columns of this panel inside C */
+	#pragma unroll
 	for (int r = 0; r < MR; r++) {
-		if (i0 + r >= m)
-			break;
 		__global float *cr = c + (size_t)(i0 + r) * ldc + j0;
+		#pragma unroll
 		for (int v = 0; v < NB; v++) {
-			if (full) {
-				VSTORE(alpha * acc[r][v], 0, cr + v * VW);
+			if (i0 + r >= m || v * VW >= left)
+				continue;
+			if (v * VW + VW <= left) { /* whole vectors; the one across n by element */
+				VSTOREU(alpha * acc[r][v], cr + v * VW);
 			} else {
 				float t[VW];
 				VSTORE(alpha * acc[r][v], 0, t);
-				for (int x = 0; x < VW && j0 + v * VW + x < n; x++)
+				for (int x = 0; x < left - v * VW; x++)
 					cr[v * VW + x] = t[x];
 			}
 		}

@@ -265,14 +265,43 @@ static int use_packed(const cu_graph *g, const gemm_args *x)
 							   x->trans_a);
 }
 
+/* The register tile of gemm_pk: MR rows x NB vectors of VW columns. AVX2
+ * class (16 registers): 6 x 2 float8 (6 x 1 for 8 columns or fewer).
+ * AVX-512 class (32 registers): 6 x 4 float16, or, where fewer columns are
+ * computed past n, 8 x 3 or 4 x 5 (the same 20-24 accumulators): 40 columns
+ * (the attention's P V at d 40) as 48 rather than 64, 77 (its scores over
+ * 77 tokens) as 80 rather than 128. */
+static void pk_tile(int wide, int n, int *nb, int *mr)
+{
+	static const int nbs[3] = { 4, 3, 5 }, mrs[3] = { 6, 8, 4 };
+	*mr = 6;
+	if (!wide) {
+		*nb = n > 8 ? 2 : 1;
+		return;
+	}
+	if (n <= 32) {
+		*nb = n > 16 ? 2 : 1;
+		return;
+	}
+	*nb = 4;
+	for (int i = 1; i < 3; i++) {
+		const int w = 16 * nbs[i];
+		if ((n + w - 1) / w * w < (n + 16 * *nb - 1) / (16 * *nb) * (16 * *nb)) {
+			*nb = nbs[i];
+			*mr = mrs[i];
+		}
+	}
+}
+
 static int gemm_packed(cu_graph *g, int a, int b, const gemm_args *x, int y)
 {
 	const int wide = g->rt->vec_width >= 16, vw = wide ? 16 : 8;
-	const int nb = wide ? (x->n > 32 ? 4 : x->n > 16 ? 2 : 1) : x->n > 8 ? 2 : 1;
+	int nb, mr;
+	pk_tile(wide, x->n, &nb, &mr);
 	const int bq = x->stride_b ? x->batch : 1, np = (x->n + vw * nb - 1) / (vw * nb);
 	int in[2], bp, opi;
 	int ip[K_BQ + 1] = { x->trans_a, x->trans_b, x->m, x->n, x->k, x->lda, x->ldb, x->ldc,
-			     (int)x->stride_a, (int)x->stride_b, (int)x->stride_c, vw, nb, 6,
+			     (int)x->stride_a, (int)x->stride_b, (int)x->stride_c, vw, nb, mr,
 			     x->batch, bq };
 	bp = cu_graph_act(g, 4, (int64_t[]){ bq, np, x->k, vw * nb });
 	if (bp < 0)
