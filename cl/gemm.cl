@@ -173,7 +173,7 @@ void gemm_tiled(__global const float *a, uint a_off, __global const float *b, ui
  *     (k, ceil(n / NBW), batch).
  *   gemm_pk: C = alpha op(A) B over the panels; a work-item owns MR rows x one panel (MR x NB vector
  *     accumulators: 6 x 2 float8 on AVX2's 16 registers, 6 x 4 float16 on
- *     AVX-512's 32), walks l over the panel with A entries broadcast (TA: the
+ *     AVX-512's 32, or 8 x 3, 4 x 5: pk_tile in lib/ops/gemm.c), walks l over the panel with A entries broadcast (TA: the
  *     MR rows of A^T are adjacent). Range: (ceil(n / NBW), ceil(m / MR),
  *     batch), dimension 0 the panels: work-items that run together share
  *     their A rows. */

@@ -47,12 +47,14 @@ static const conv_shape convs[] = {
 	{ "1x1 768->320 77 tokens (to_k)", 1, 768, 320, 1, 77, 1, 1 },
 };
 
+/* the attention products as the plain attention path calls them
+ * (nn_attention_core: channel-major q, k, v) */
 static const gemm_shape gemms[] = {
-	{ "scores 4096x4096x40, 8 heads (q k^T)", 0, 1, 4096, 4096, 40, 8 },
-	{ "apply 4096x40x4096, 8 heads (p v)", 0, 0, 4096, 40, 4096, 8 },
-	{ "cross scores 4096x77x40, 8 heads", 0, 1, 4096, 77, 40, 8 },
-	{ "cross apply 4096x40x77, 8 heads", 0, 0, 4096, 40, 77, 8 },
-	{ "scores 1024x1024x80, 8 heads", 0, 1, 1024, 1024, 80, 8 },
+	{ "scores 4096x4096x40, 8 heads (q^T k)", 1, 0, 4096, 4096, 40, 8 },
+	{ "apply 40x4096x4096, 8 heads (v p^T)", 0, 1, 40, 4096, 4096, 8 },
+	{ "cross scores 4096x77x40, 8 heads", 1, 0, 4096, 77, 40, 8 },
+	{ "cross apply 40x4096x77, 8 heads", 0, 1, 40, 4096, 77, 8 },
+	{ "scores 1024x1024x80, 8 heads", 1, 0, 1024, 1024, 80, 8 },
 	{ "square 1024^3", 0, 0, 1024, 1024, 1024, 1 },
 };
 

@@ -21,16 +21,23 @@ static const cu_op_impl transpose_impl = { .kind = "transpose", .prepare = trans
 
 int op_transpose(cu_graph *g, int x, int batch, int rows, int cols)
 {
-	int y, opi;
 	int64_t ne[3] = { batch, cols, rows };
 	if (g->status || x < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
-	if (cu_numel(cu_t(g, x)) != (int64_t)batch * rows * cols) {
-		cu_fail(CLUNET_ERR_ARGUMENT, "transpose: %d x %d x %d does not match the input", batch,
-			rows, cols);
+	return op_transpose_into(g, x, batch, rows, cols, cu_graph_act(g, 3, ne));
+}
+
+int op_transpose_into(cu_graph *g, int x, int batch, int rows, int cols, int y)
+{
+	int opi;
+	if (g->status || x < 0 || y < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	if (cu_numel(cu_t(g, x)) != (int64_t)batch * rows * cols ||
+	    cu_numel(cu_t(g, y)) != (int64_t)batch * rows * cols) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "transpose: %d x %d x %d does not match the input and "
+			"output", batch, rows, cols);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
-	y = cu_graph_act(g, 3, ne);
 	opi = cu_graph_op(g, &transpose_impl, &x, 1, y);
 	if (opi < 0)
 		return -1;

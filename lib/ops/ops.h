@@ -128,6 +128,8 @@ int op_gemm_clblast_shape(const cu_plan *p, const cu_op *op, int shape[6]);
 
 /* [batch, rows, cols] -> [batch, cols, rows] */
 int op_transpose(cu_graph *g, int x, int batch, int rows, int cols);
+/* The same into an existing tensor y (a view of a bigger one) of as many elements. */
+int op_transpose_into(cu_graph *g, int x, int batch, int rows, int cols, int y);
 /* softmax(scale q k^T + mask) v for bh batch-heads of head dim d, without
  * storing the scores: q [bh][d][lq] and k, v [bh][d][lk] channel-major; mask
  * [bh / heads][lk] (an additive bias per key) or -1; the result [bh][d][lq]
