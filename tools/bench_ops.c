@@ -47,14 +47,18 @@ static const conv_shape convs[] = {
 	{ "1x1 768->320 77 tokens (to_k)", 1, 768, 320, 1, 77, 1, 1 },
 };
 
-/* the attention products as the plain attention path calls them
- * (nn_attention_core: channel-major q, k, v) */
+/* the attention products as the plain attention path calls them on
+ * CPU-class devices (attention_plain in lib/nn/blocks.c: q transposed to
+ * token-major, the output token-major), then in the forms it uses elsewhere
+ * (channel-major q, k, v as they are) */
 static const gemm_shape gemms[] = {
-	{ "scores 4096x4096x40, 8 heads (q^T k)", 1, 0, 4096, 4096, 40, 8 },
-	{ "apply 40x4096x4096, 8 heads (v p^T)", 0, 1, 40, 4096, 4096, 8 },
-	{ "cross scores 4096x77x40, 8 heads", 1, 0, 4096, 77, 40, 8 },
-	{ "cross apply 40x4096x77, 8 heads", 0, 1, 40, 4096, 77, 8 },
-	{ "scores 1024x1024x80, 8 heads", 1, 0, 1024, 1024, 80, 8 },
+	{ "scores 4096x4096x40, 8 heads (qt k)", 0, 0, 4096, 4096, 40, 8 },
+	{ "apply 4096x40x4096, 8 heads (p v^T)", 0, 1, 4096, 40, 4096, 8 },
+	{ "cross scores 4096x77x40, 8 heads (qt k)", 0, 0, 4096, 77, 40, 8 },
+	{ "cross apply 4096x40x77, 8 heads (p v^T)", 0, 1, 4096, 40, 77, 8 },
+	{ "scores 1024x1024x80, 8 heads (qt k)", 0, 0, 1024, 1024, 80, 8 },
+	{ "GPU form: scores 4096x4096x40 (q^T k)", 1, 0, 4096, 4096, 40, 8 },
+	{ "GPU form: apply 40x4096x4096 (v p^T)", 0, 1, 40, 4096, 4096, 8 },
 	{ "square 1024^3", 0, 0, 1024, 1024, 1024, 1 },
 };
 
