@@ -147,7 +147,8 @@ int nn_attention_fused(const nn_ctx *c, int64_t score_elems, int lq)
  * sets), and the output token-major (p v^T, packed; v p^T would read the
  * score matrix through the dot-product kernel) and transposed into o: SD
  * 1.5's level-1 self-attention products on an AVX-512 EPYC 47 + 92 ms ->
- * 30 + 36 ms, the 77-token cross-attention ones 0.9 + 7.1 -> 0.7 + 0.7 ms. */
+ * 35 + 36 ms, the 77-token cross-attention ones 0.9 + 7.1 -> 0.7 + 0.6 ms,
+ * each plus two transposes (SD 1.5's 64 of them: 98 ms of the forward). */
 static int attention_plain(nn_ctx *c, int q, int k, int v, int mask, int bh, int heads, int d,
 			   int lq, int lk, int o)
 {
