@@ -252,14 +252,6 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 #define QT CU_CAT(float, QW)
 #define QLOAD CU_CAT(vload, QW)
 #define QSTORE CU_CAT(vstore, QW)
-/* One unaligned vector store where the compiler is clang (PoCL: vstore16
- * becomes four 128-bit stores and extracts); vstoren elsewhere. */
-#ifdef __clang__
-typedef QT QTU __attribute__((aligned(4)));
-#define QSTOREU(x, p) (*(__global QTU *)(p) = (x))
-#else
-#define QSTOREU(x, p) QSTORE(x, 0, p)
-#endif
 #endif
 
 #ifdef QLANES
@@ -485,7 +477,7 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 	for (int v = 0; v < QV; v++) {
 		const QT inv = 1.0f / l[v];
 		for (int e = 0; e < D; e++)
-			QSTOREU(acc[v][e] * inv, out + out_off + ((size_t)b * D + e) * LQ + i0 + v * QW);
+			CU_VSTOREU(QW, acc[v][e] * inv, out + out_off + ((size_t)b * D + e) * LQ + i0 + v * QW);
 	}
 }
 #endif

@@ -173,19 +173,13 @@ void gemm_tiled(__global const float *a, uint a_off, __global const float *b, ui
  *     (k, ceil(n / NBW), batch).
  *   gemm_pk: C = alpha op(A) B over the panels; a work-item owns MR rows x one panel (MR x NB vector
  *     accumulators: 6 x 2 float8 on AVX2's 16 registers, 6 x 4 float16 on
- *     AVX-512's 32, or 8 x 3, 4 x 5: pk_tile in lib/ops/gemm.c), walks l over the panel with A entries broadcast (TA: the
- *     MR rows of A^T are adjacent). Range: (ceil(n / NBW), ceil(m / MR),
+ *     AVX-512's 32, or 8 x 3, 4 x 5: pk_tile in lib/ops/gemm.c), walks l
+ *     over the panel with A entries broadcast (TA: the MR rows of A^T are
+ *     adjacent). Range: (ceil(n / NBW), ceil(m / MR),
  *     batch), dimension 0 the panels: work-items that run together share
  *     their A rows. */
 #ifdef PACKED
 #define NBW (VW * NB)
-/* one unaligned vector store on clang (PoCL: vstore16 is four 128-bit stores) */
-#ifdef __clang__
-typedef VT VTU __attribute__((aligned(4)));
-#define VSTOREU(x, p) (*(__global VTU *)(p) = (x))
-#else
-#define VSTOREU(x, p) VSTORE(x, 0, p)
-#endif
 __kernel void gemm_pack_b(__global const float *b, uint b_off, __global float *bp, uint bp_off,
 			  int n, int k, int ldb, int sb)
 {
@@ -258,7 +252,7 @@ __kernel void gemm_pk(__global const float *a, uint a_off, __global const float 
 			if (i0 + r >= m || v * VW >= left)
 				continue;
 			if (v * VW + VW <= left) { /* whole vectors; the one across n by element */
-				VSTOREU(alpha * acc[r][v], cr + v * VW);
+				CU_VSTOREU(VW, alpha * acc[r][v], cr + v * VW);
 			} else {
 				float t[VW];
 				VSTORE(alpha * acc[r][v], 0, t);

@@ -49,6 +49,18 @@ CU_ACT_VEC(float16, cu_act16)
 #define CU_CAT_(a, b) a##b
 #define CU_CAT(a, b) CU_CAT_(a, b)
 
+/* One unaligned store of a float8 or float16 (n: 8 or 16) at p. On clang
+ * (PoCL) a store through a vector type of 4-byte alignment is one
+ * instruction, where vstore16 became four 128-bit stores and extracts;
+ * vstoren elsewhere. */
+#ifdef __clang__
+typedef float8 cu_float8u __attribute__((aligned(4)));
+typedef float16 cu_float16u __attribute__((aligned(4)));
+#define CU_VSTOREU(n, x, p) (*(__global CU_CAT(CU_CAT(cu_float, n), u) *)(p) = (x))
+#else
+#define CU_VSTOREU(n, x, p) CU_CAT(vstore, n)(x, 0, p)
+#endif
+
 /* How the convolution kernels (conv2d.cl, conv_pv.cl) read an input that is
  * resampled on the fly: UPS 1 nearest x2, UPS 2 a zero between neighbours
  * along x (transposed 1-D conv), else as is. LOGH/LOGW: the logical size;

@@ -154,54 +154,27 @@ static int attention_plain(nn_ctx *c, int q, int k, int v, int mask, int bh, int
 {
 	cu_graph *g = c->g;
 	const int cpu = c->rt->is_cpu;
-	gemm_args ga;
-	int s;
-	memset(&ga, 0, sizeof(ga));
-	ga.m = lq;
-	ga.n = lk;
-	ga.k = d;
-	ga.ldb = lk;
-	ga.ldc = lk;
-	ga.stride_a = (long)d * lq;
-	ga.stride_b = (long)d * lk;
-	ga.stride_c = (long)lq * lk;
-	ga.batch = bh;
-	ga.alpha = (float)(1.0 / sqrt((double)d));
-	if (cpu) { /* scores[b, i, j] = scale * sum_e qt[b, i, e] k[b, e, j] */
-		q = op_transpose(g, q, bh, d, lq);
-		ga.lda = d;
-	} else { /* the same over q[b, e, i] */
-		ga.trans_a = 1;
-		ga.lda = lq;
-	}
-	s = op_gemm(g, q, k, &ga, 3, (int64_t[]){ bh, lq, lk });
+	/* scores[b, i, j] = scale * sum_e q[b, e, i] k[b, e, j]: on CPU-class
+	 * devices over qt[b, i, e], q transposed */
+	const gemm_args sa = { .trans_a = !cpu, .m = lq, .n = lk, .k = d, .lda = cpu ? d : lq,
+			       .ldb = lk, .ldc = lk, .stride_a = (long)d * lq,
+			       .stride_b = (long)d * lk, .stride_c = (long)lq * lk, .batch = bh,
+			       .alpha = (float)(1.0 / sqrt((double)d)) };
+	/* out[b, e, i] = sum_j v[b, e, j] p[b, i, j]; on CPU-class devices
+	 * outt[b, i, e] = sum_j p[b, i, j] v[b, e, j], then transposed */
+	const gemm_args oa = { .trans_b = 1, .m = d, .n = lq, .k = lk, .lda = lk, .ldb = lk,
+			       .ldc = lq, .stride_a = (long)d * lk, .stride_b = (long)lq * lk,
+			       .stride_c = (long)d * lq, .batch = bh, .alpha = 1.0f };
+	const gemm_args ota = { .trans_b = 1, .m = lq, .n = d, .k = lk, .lda = lk, .ldb = lk,
+				.ldc = d, .stride_a = (long)lq * lk, .stride_b = (long)d * lk,
+				.stride_c = (long)lq * d, .batch = bh, .alpha = 1.0f };
+	int s = op_gemm(g, cpu ? op_transpose(g, q, bh, d, lq) : q, k, &sa, 3,
+			(int64_t[]){ bh, lq, lk });
 	s = mask >= 0 ? op_softmax_bias(g, s, mask, heads * lq) : op_softmax(g, s, 1.0f);
-	memset(&ga, 0, sizeof(ga));
-	ga.trans_b = 1;
-	ga.k = lk;
-	ga.lda = lk;
-	ga.ldb = lk;
-	ga.batch = bh;
-	ga.alpha = 1.0f;
-	if (cpu) { /* outt[b, i, e] = sum_j p[b, i, j] v[b, e, j], then transposed */
-		int t;
-		ga.m = lq;
-		ga.n = d;
-		ga.ldc = d;
-		ga.stride_a = (long)lq * lk;
-		ga.stride_b = (long)d * lk;
-		ga.stride_c = (long)lq * d;
-		t = op_gemm(g, s, v, &ga, 3, (int64_t[]){ bh, lq, d });
-		return op_transpose_into(g, t, bh, lq, d, o);
-	}
-	/* out[b, e, i] = sum_j v[b, e, j] p[b, i, j] */
-	ga.m = d;
-	ga.n = lq;
-	ga.ldc = lq;
-	ga.stride_a = (long)d * lk;
-	ga.stride_b = (long)lq * lk;
-	ga.stride_c = (long)d * lq;
-	return op_gemm_into(g, v, s, &ga, o);
+	if (cpu)
+		return op_transpose_into(g, op_gemm(g, s, v, &ota, 3, (int64_t[]){ bh, lq, d }), bh,
+					 lq, d, o);
+	return op_gemm_into(g, v, s, &oa, o);
 }
 
 /* One slice of the plain path: heads [h0, h0 + hs) of item b, written

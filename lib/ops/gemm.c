@@ -271,26 +271,24 @@ static int use_packed(const cu_graph *g, const gemm_args *x)
  * computed past n, 8 x 3 or 4 x 5 (the same 20-24 accumulators): 40 columns
  * (the attention's P V at d 40) as 48 rather than 64, 77 (its scores over
  * 77 tokens) as 80 rather than 128. */
+static int pk_cols(int n, int w) /* the columns computed in panels of w */
+{
+	return (n + w - 1) / w * w;
+}
+
 static void pk_tile(int wide, int n, int *nb, int *mr)
 {
-	static const int nbs[3] = { 4, 3, 5 }, mrs[3] = { 6, 8, 4 };
 	*mr = 6;
-	if (!wide) {
+	if (!wide)
 		*nb = n > 8 ? 2 : 1;
-		return;
-	}
-	if (n <= 32) {
+	else if (n <= 32)
 		*nb = n > 16 ? 2 : 1;
-		return;
-	}
-	*nb = 4;
-	for (int i = 1; i < 3; i++) {
-		const int w = 16 * nbs[i];
-		if ((n + w - 1) / w * w < (n + 16 * *nb - 1) / (16 * *nb) * (16 * *nb)) {
-			*nb = nbs[i];
-			*mr = mrs[i];
-		}
-	}
+	else if (pk_cols(n, 48) < pk_cols(n, 64) && pk_cols(n, 48) <= pk_cols(n, 80))
+		*nb = 3, *mr = 8;
+	else if (pk_cols(n, 80) < pk_cols(n, 64))
+		*nb = 5, *mr = 4;
+	else
+		*nb = 4;
 }
 
 static int gemm_packed(cu_graph *g, int a, int b, const gemm_args *x, int y)
