@@ -147,7 +147,7 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 					VT xv[PV];
 					#pragma unroll
 					for (int p = 0; p < PV; p++)
-						xv[p] = VLOADN(0, xc + TAP(ky, kx) + QOFF(p));
+						xv[p] = CU_VLOADU(VW, xc + TAP(ky, kx) + QOFF(p));
 					#pragma unroll
 					for (int o = 0; o < OCR; o++) {
 						const VT wv = (VT)(W_AT(o));

@@ -57,7 +57,9 @@ CU_ACT_VEC(float16, cu_act16)
 typedef float8 cu_float8u __attribute__((aligned(4)));
 typedef float16 cu_float16u __attribute__((aligned(4)));
 #define CU_VSTOREU(n, x, p) (*(__global CU_CAT(CU_CAT(cu_float, n), u) *)(p) = (x))
+#define CU_VLOADU(n, p) (*(__global const CU_CAT(CU_CAT(cu_float, n), u) *)(p))
 #else
+#define CU_VLOADU(n, p) CU_CAT(vload, n)(0, p)
 #define CU_VSTOREU(n, x, p) CU_CAT(vstore, n)(x, 0, p)
 #endif
 
