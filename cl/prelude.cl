@@ -49,10 +49,11 @@ CU_ACT_VEC(float16, cu_act16)
 #define CU_CAT_(a, b) a##b
 #define CU_CAT(a, b) CU_CAT_(a, b)
 
-/* One unaligned store of a float8 or float16 (n: 8 or 16) at p. On clang
- * (PoCL) a store through a vector type of 4-byte alignment is one
- * instruction, where vstore16 became four 128-bit stores and extracts;
- * vstoren elsewhere. */
+/* One unaligned store (CU_VSTOREU) or load (CU_VLOADU) of a float8 or
+ * float16 (n: 8 or 16) at p. On clang (PoCL) an access through a vector
+ * type of 4-byte alignment is one instruction, where vstore16 became four
+ * 128-bit stores and extracts, and vload16 at some of the 3x3 taps 128-bit
+ * loads and inserts; vstoren / vloadn elsewhere. */
 #ifdef __clang__
 typedef float8 cu_float8u __attribute__((aligned(4)));
 typedef float16 cu_float16u __attribute__((aligned(4)));
