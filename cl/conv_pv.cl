@@ -54,7 +54,6 @@
 #endif
 #define PVT (VW * PV)
 #define VT CU_CAT(float, VW)
-#define VLOADN CU_CAT(vload, VW)
 #define VSTOREN CU_CAT(vstore, VW)
 
 /* Where tap (ky, kx) of output q reads, relative to q. Stride 2 reads one of
@@ -223,7 +222,7 @@ __kernel void conv_pv_f32(__global const float *x, uint x_off, __global const fl
 				const size_t at = plane + oy * OW + ox;
 				VT v = acc[p][o] + add;
 #if RES
-				v = VLOADN(0, res + res_off + at) + v;
+				v = CU_VLOADU(VW, res + res_off + at) + v;
 #endif
 #if DIV
 				v = v / out_div;
