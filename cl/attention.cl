@@ -7,6 +7,9 @@
  * scores, one rescale of the running sum and accumulators per block, then the
  * weighted values. Scores are never stored. With MASK, mask[b / heads][j] is
  * added to every score of key j (attention masks as additive biases).
+ * Query channel e of b starts at q[(b D + e) QP] and output channel e at
+ * out[(b D + e) YP]: rows QP, YP >= LQ apart (LQ, or a padded pitch that
+ * is not a power of two: rows 16 KB apart share a few cache sets).
  * Defines: D (head dim), QB, KB, MASK.
  *
  * transpose_f32: [batch][R][C] -> [batch][C][R]. */
@@ -20,13 +23,25 @@ __kernel void transpose_f32(__global const float *x, uint x_off, __global float 
 	y[y_off + ((size_t)b * cols + c) * rows + r] = x[x_off + ((size_t)b * rows + r) * cols + c];
 }
 
+/* The YP - LQ floats after each of batch-head b's D output rows: zeros
+ * (written by the first query block's work-item), so that a padded output
+ * holds no stale values. */
+#define ZERO_ROW_TAILS()                                                        \
+	do {                                                                    \
+		if (get_global_id(0) == 0)                                      \
+			for (int e_ = 0; e_ < D; e_++)                          \
+				for (int i_ = LQ; i_ < YP; i_++)                \
+					out[out_off + ((size_t)b * D + e_) * YP + i_] = 0.0f; \
+	} while (0)
+
 __kernel void attention_fused_f32(__global const float *q, uint q_off, __global const float *kt,
 				  uint kt_off, __global const float *vt, uint vt_off,
 				  __global const float *mask, uint m_off, __global float *out,
-				  uint out_off, int LQ, int LK, int heads, float scale)
+				  uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				  float scale)
 {
 	const int i0 = get_global_id(0) * QB, b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * LQ;
+	__global const float *qb = q + q_off + (size_t)b * D * QP;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	float qv[QB][D], acc[QB][D], m[QB], l[QB];
@@ -35,7 +50,7 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 	for (int r = 0; r < QB; r++) {
 		const int i = min(i0 + r, LQ - 1); /* extra rows compute, never store */
 		for (int e = 0; e < D; e++) {
-			qv[r][e] = qb[(size_t)e * LQ + i] * scale;
+			qv[r][e] = qb[(size_t)e * QP + i] * scale;
 			acc[r][e] = 0.0f;
 		}
 		m[r] = -INFINITY;
@@ -105,8 +120,9 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 			break;
 		const float inv = 1.0f / l[r];
 		for (int e = 0; e < D; e++)
-			out[out_off + ((size_t)b * D + e) * LQ + i0 + r] = acc[r][e] * inv;
+			out[out_off + ((size_t)b * D + e) * YP + i0 + r] = acc[r][e] * inv;
 	}
+	ZERO_ROW_TAILS();
 }
 
 /* The same with explicit SIMD (CPU-class devices; VE must divide D):
@@ -121,10 +137,11 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __global const float *k,
 				    uint k_off, __global const float *vt, uint vt_off,
 				    __global const float *mask, uint m_off, __global float *out,
-				    uint out_off, int LQ, int LK, int heads, float scale)
+				    uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				    float scale)
 {
 	const int i0 = get_global_id(0) * QB, b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * LQ;
+	__global const float *qb = q + q_off + (size_t)b * D * QP;
 	__global const float *kb = k + k_off + (size_t)b * D * LK;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	float qv[QB][D], m[QB], l[QB];
@@ -134,7 +151,7 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 	for (int r = 0; r < QB; r++) {
 		const int i = min(i0 + r, LQ - 1);
 		for (int e = 0; e < D; e++)
-			qv[r][e] = qb[(size_t)e * LQ + i] * scale;
+			qv[r][e] = qb[(size_t)e * QP + i] * scale;
 		#pragma unroll
 		for (int c = 0; c < NV; c++)
 			acc[r][c] = 0.0f;
@@ -228,8 +245,9 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 		for (int c = 0; c < NV; c++)
 			CU_CAT(vstore, VE)(acc[r][c] * inv, c, o);
 		for (int e = 0; e < D; e++)
-			out[out_off + ((size_t)b * D + e) * LQ + i0 + r] = o[e];
+			out[out_off + ((size_t)b * D + e) * YP + i0 + r] = o[e];
 	}
+	ZERO_ROW_TAILS();
 }
 #endif
 
@@ -258,10 +276,11 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __global const float *kt,
 				    uint kt_off, __global const float *vt, uint vt_off,
 				    __global const float *mask, uint m_off, __global float *out,
-				    uint out_off, int LQ, int LK, int heads, float scale)
+				    uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				    float scale)
 {
 	const int i0 = min((int)get_global_id(0) * QW * QV, LQ - QW * QV), b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * LQ + i0;
+	__global const float *qb = q + q_off + (size_t)b * D * QP + i0;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	QT acc[QV][D], m[QV], l[QV];
@@ -290,7 +309,7 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 			QT qe[QV];
 			#pragma unroll
 			for (int u = 0; u < QV; u++)
-				qe[u] = QLOAD(u, qb + (size_t)e * LQ);
+				qe[u] = QLOAD(u, qb + (size_t)e * QP);
 			#pragma unroll
 			for (int jj = 0; jj < KB; jj++) {
 				const QT kv = (QT)(kj[jj][e]);
@@ -345,8 +364,9 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 		const QT inv = 1.0f / l[u];
 		#pragma unroll
 		for (int e = 0; e < D; e++)
-			QSTORE(acc[u][e] * inv, u, out + out_off + ((size_t)b * D + e) * LQ + i0);
+			QSTORE(acc[u][e] * inv, u, out + out_off + ((size_t)b * D + e) * YP + i0);
 	}
+	ZERO_ROW_TAILS();
 }
 #endif
 
@@ -365,10 +385,11 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __global const float *kt,
 				     uint kt_off, __global const float *vt, uint vt_off,
 				     __global const float *mask, uint m_off, __global float *out,
-				     uint out_off, int LQ, int LK, int heads, float scale)
+				     uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				     float scale)
 {
 	const int i0 = min((int)get_global_id(0) * QW * QV, LQ - QW * QV), b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * LQ + i0;
+	__global const float *qb = q + q_off + (size_t)b * D * QP + i0;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	QT qv[QV][D], acc[QV][D], s[QV][KB], m[QV], l[QV];
@@ -376,7 +397,7 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 	#pragma unroll
 	for (int v = 0; v < QV; v++) {
 		for (int e = 0; e < D; e++) {
-			qv[v][e] = QLOAD(0, qb + (size_t)e * LQ + v * QW);
+			qv[v][e] = QLOAD(0, qb + (size_t)e * QP + v * QW);
 			acc[v][e] = 0.0f;
 		}
 		m[v] = (QT)(-INFINITY);
@@ -477,7 +498,8 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 	for (int v = 0; v < QV; v++) {
 		const QT inv = 1.0f / l[v];
 		for (int e = 0; e < D; e++)
-			CU_VSTOREU(QW, acc[v][e] * inv, out + out_off + ((size_t)b * D + e) * LQ + i0 + v * QW);
+			CU_VSTOREU(QW, acc[v][e] * inv, out + out_off + ((size_t)b * D + e) * YP + i0 + v * QW);
 	}
+	ZERO_ROW_TAILS();
 }
 #endif

@@ -263,6 +263,109 @@ static void tests_conv(void)
 	}
 }
 
+/* A 1x1 convolution over an input already in conv_pv's padded layout
+ * (op_conv1x1_padded; CPU-class devices): each plane's pixels, then values
+ * up to the pitch that must not reach the output (huge ones here). Also the
+ * errors for an input of another pitch and for a strided convolution. */
+static void test_conv1x1_padded(int n, int ic, int oc, int hh, int ww, int bias, int res,
+				float div, cu_act act, int unpacked)
+{
+	harness h;
+	const int px = hh * ww;
+	float *x = rnd((size_t)n * ic * px, 1), *w = rnd((size_t)oc * ic, 1.0f / sqrtf((float)ic));
+	float *b = rnd((size_t)oc, 0.5f), *r = rnd((size_t)n * oc * px, 1), *xp, *packed;
+	int oct = conv_panel_width(rt, oc), pitch, wt, xt, y;
+	double *want = malloc((size_t)n * oc * px * sizeof(double));
+	char what[160];
+	conv_args a;
+	for (int i = 0; i < n; i++)
+		for (int o = 0; o < oc; o++)
+			for (int q = 0; q < px; q++) {
+				double acc = bias ? b[o] : 0;
+				size_t at = ((size_t)i * oc + o) * px + q;
+				for (int c = 0; c < ic; c++)
+					acc += (double)w[o * ic + c] * x[((size_t)i * ic + c) * px + q];
+				if (res)
+					acc += r[at];
+				want[at] = act_ref(acc / div, act);
+			}
+	h_init(&h);
+	packed = malloc(conv_packed_size(oc, ic, 1, 1, oct) * 4);
+	conv_pack(w, oc, ic, 1, 1, oct, packed);
+	if (unpacked)
+		wt = h_weight_at(&h, w, (size_t)oc * ic, 3, 4, (int64_t[]){ oc, ic, 1, 1 });
+	else
+		wt = h_weight(&h, packed, conv_packed_size(oc, ic, 1, 1, oct), 5,
+			      (int64_t[]){ (oc + oct - 1) / oct, ic, 1, 1, oct });
+	pitch = op_conv1x1_pv_pitch(h.g, wt, ic, oc, hh, ww);
+	/* CLUNET_CONV=direct|im2col takes conv_pv away (im2col where the panels
+	 * tile the channels): then there is no padded layout to offer */
+	if (getenv("CLUNET_CONV") && strcmp(getenv("CLUNET_CONV"), "pv") && pitch == 0)
+		printf("  %-58s none (CLUNET_CONV=%s)\n", "conv1x1 padded: pitch", getenv("CLUNET_CONV"));
+	else
+		CHECK(pitch >= px && pitch % 16 == 0 && pitch % 32 != 0,
+		      "conv1x1 padded %dx%d: pitch %d is not an odd number of 64-byte lines >= the "
+		      "pixels", hh, ww, pitch);
+	if (pitch < px) {
+		cu_graph_free(h.g);
+		for (int i = 0; i < h.nb; i++)
+			clReleaseMemObject(h.bufs[i]);
+		free(x), free(w), free(b), free(r), free(packed), free(want);
+		return;
+	}
+	xp = malloc((size_t)n * ic * pitch * sizeof(float));
+	for (size_t i = 0; i < (size_t)n * ic; i++)
+		for (int q = 0; q < pitch; q++)
+			xp[i * pitch + q] = q < px ? x[i * px + q] : (q % 2 ? 1e30f : -1e30f);
+	xt = h_input(&h, xp, 3, (int64_t[]){ n, ic, pitch });
+	conv_args_init(&a, 0);
+	a.bias = bias ? h_weight(&h, b, (size_t)oc, 1, (int64_t[]){ oc }) : -1;
+	a.res = res ? h_input(&h, r, 4, (int64_t[]){ n, oc, hh, ww }) : -1;
+	a.out_div = div;
+	a.act = act;
+	/* an input of another pitch, a strided convolution: named errors */
+	{
+		cu_graph *g = cu_graph_new(rt);
+		int bad = cu_graph_input(g, 0, CU_F32, 3, (int64_t[]){ n, ic, pitch + 16 });
+		int gw = cu_graph_weight(g, h.bufs[0], unpacked ? 3 : 0, CU_F32, cu_t(h.g, wt)->ndim,
+					 cu_t(h.g, wt)->ne);
+		conv_args s2;
+		conv_args_init(&s2, 0);
+		CHECK(op_conv1x1_padded(g, bad, hh, ww, gw, oc, &s2) < 0 &&
+		      strstr(clunet_last_error(), "padded layout"),
+		      "conv1x1 padded: another pitch was not refused (%s)", clunet_last_error());
+		cu_graph_free(g);
+		g = cu_graph_new(rt);
+		bad = cu_graph_input(g, 0, CU_F32, 3, (int64_t[]){ n, ic, pitch });
+		gw = cu_graph_weight(g, h.bufs[0], unpacked ? 3 : 0, CU_F32, cu_t(h.g, wt)->ndim,
+				     cu_t(h.g, wt)->ne);
+		conv_args_init(&s2, 0);
+		s2.stride = 2;
+		CHECK(op_conv1x1_padded(g, bad, hh, ww, gw, oc, &s2) < 0,
+		      "conv1x1 padded: a stride-2 convolution was not refused");
+		cu_graph_free(g);
+	}
+	y = op_conv1x1_padded(h.g, xt, hh, ww, wt, oc, &a);
+	snprintf(what, sizeof(what), "conv1x1 padded n%d %d->%d %dx%d (pitch %d)%s%s act%d%s%s", n,
+		 ic, oc, hh, ww, pitch, bias ? " bias" : "", res ? " res" : "", act,
+		 unpacked ? " unpacked" : "", forced_note());
+	h_check(&h, y, want, (size_t)n * oc * px, TOL, what);
+	free(x), free(w), free(b), free(r), free(packed), free(want), free(xp);
+}
+
+static void tests_conv1x1_padded(void)
+{
+	if (!rt->is_cpu) /* conv_pv runs only on CPU-class devices: no padded layout there */
+		return;
+	test_conv1x1_padded(2, 13, 11, 5, 7, 1, 1, 1.41421356f, CU_ACT_NONE, 1);
+	test_conv1x1_padded(1, 40, 37, 8, 8, 1, 1, 1, CU_ACT_NONE, 0);
+	test_conv1x1_padded(1, 33, 70, 9, 23, 0, 0, 1, CU_ACT_SILU, 1);
+	test_conv1x1_padded(3, 17, 129, 16, 16, 1, 1, 2.0f, CU_ACT_GELU, 0);
+	setenv("CLUNET_VARIANT", "conv_pv:vw=8,pv=2,ocr=6", 1);
+	test_conv1x1_padded(2, 13, 11, 5, 7, 1, 1, 1, CU_ACT_NONE, 1);
+	unsetenv("CLUNET_VARIANT");
+}
+
 /* GEGLU folded into the projection (op_conv_geglu): x, g = halves of W x + b;
  * x * gelu(g). Unpacked weights take the fused kernel on CPU-class devices,
  * packed ones the conv + geglu pair. */
@@ -888,22 +991,25 @@ static void test_attention1d(int n, int ch, int len, int heads)
 	free(x), free(hn), free(q), free(k), free(v), free(o), free(want), free(s);
 }
 
-/* The fused attention kernel against a plain softmax(q k^T / sqrt(d)) v. */
-static void test_attention_fused(int bh, int d, int lq, int lk)
+/* The fused attention kernel against a plain softmax(q k^T / sqrt(d)) v,
+ * with q's rows qp >= lq apart (random values past lq, to be ignored) and
+ * the output's yp >= lq apart (op_attention_fused_into: zeros past lq). */
+static void test_attention_fused_p(int bh, int d, int lq, int lk, int qp, int yp)
 {
 	harness h;
-	float *q = rnd((size_t)bh * d * lq, 1), *k = rnd((size_t)bh * d * lk, 1);
+	float *q = rnd((size_t)bh * d * qp, 1), *k = rnd((size_t)bh * d * lk, 1);
 	float *v = rnd((size_t)bh * d * lk, 1);
-	double *want = malloc((size_t)bh * d * lq * sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
+	double *want = calloc((size_t)bh * d * yp, sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
 	double scale = 1.0 / sqrt((double)d);
 	char what[160];
+	int qt, y;
 	for (int b = 0; b < bh; b++)
 		for (int i = 0; i < lq; i++) {
 			double m = -INFINITY, sum = 0;
 			for (int j = 0; j < lk; j++) {
 				double dot = 0;
 				for (int e = 0; e < d; e++)
-					dot += (double)q[((size_t)b * d + e) * lq + i] * k[((size_t)b * d + e) * lk + j];
+					dot += (double)q[((size_t)b * d + e) * qp + i] * k[((size_t)b * d + e) * lk + j];
 				s[j] = dot * (double)(float)scale;
 				m = fmax(m, s[j]);
 			}
@@ -913,17 +1019,32 @@ static void test_attention_fused(int bh, int d, int lq, int lk)
 				double acc = 0;
 				for (int j = 0; j < lk; j++)
 					acc += s[j] / sum * v[((size_t)b * d + e) * lk + j];
-				want[((size_t)b * d + e) * lq + i] = acc;
+				want[((size_t)b * d + e) * yp + i] = acc;
 			}
 		}
 	h_init(&h);
-	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d%s", bh, d, lq, lk, forced_note());
-	h_check(&h, op_attention_fused(h.g, h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * lq }),
-				       h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
-				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), -1, 1, bh, d,
-				       lq, lk, (float)scale, 3, (int64_t[]){ bh, d, lq }),
-		want, (size_t)bh * d * lq, 1e-5, what);
+	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d", bh, d, lq, lk);
+	if (qp != lq || yp != lq)
+		snprintf(what + strlen(what), sizeof(what) - strlen(what), " rows %d/%d apart", qp, yp);
+	snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s", forced_note());
+	qt = h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * qp });
+	if (qp == lq && yp == lq)
+		y = op_attention_fused(h.g, qt, h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
+				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), -1, 1, bh,
+				       d, lq, lk, (float)scale, 3, (int64_t[]){ bh, d, lq });
+	else
+		y = op_attention_fused_into(h.g, qt, qp,
+					    h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
+					    h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), -1, 1,
+					    bh, d, lq, lk, (float)scale,
+					    cu_graph_act(h.g, 3, (int64_t[]){ bh, d, yp }), yp);
+	h_check(&h, y, want, (size_t)bh * d * yp, 1e-5, what);
 	free(q), free(k), free(v), free(want), free(s);
+}
+
+static void test_attention_fused(int bh, int d, int lq, int lk)
+{
+	test_attention_fused_p(bh, d, lq, lk, lq, lq);
 }
 
 /* ------------------------------------------------------------ layer norm, softmax bias */
@@ -1498,6 +1619,7 @@ int main(int argc, char **argv)
 	if (conv) {
 		tests_conv();
 		tests_conv_geglu();
+		tests_conv1x1_padded();
 	}
 	if (all)
 		test_tuner_rejects_wrong();
@@ -1578,6 +1700,10 @@ int main(int argc, char **argv)
 			test_attention_fused(2, 160, 19, 33);  /* key blocks of 8 (large d) */
 			test_attention_fused(1, 7, 64, 64);
 			test_attention_fused(1, 40, 16, 5);    /* exactly one query tile, one ragged key block */
+			/* rows a pitch apart (query-lane, key-vector and generic kernels) */
+			test_attention_fused_p(2, 40, 37, 77, 41, 53);
+			test_attention_fused_p(1, 64, 5, 3, 5, 21);
+			test_attention_fused_p(3, 7, 17, 9, 19, 24);
 			test_attention_fused_mask(2, 3, 8, 17, 77);  /* ragged key block */
 			test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
 			test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */

@@ -468,6 +468,31 @@ int nn_linear_ex(nn_ctx *c, const char *prefix, int x, int in, int out, int bias
 	return op_conv2d(c->g, x, w, out, 1, 1, &la);
 }
 
+int nn_linear_pitch(nn_ctx *c, const char *prefix, int in, int out, int h, int w)
+{
+	char name[512];
+	if (c->g->status || nn_has_lora(c, prefix)) /* the LoRA's down conv reads the input */
+		return 0;
+	snprintf(name, sizeof(name), "%s.weight", prefix);
+	return op_conv1x1_pv_pitch(c->g, packed_weight(c, name, 2, out, in, 1, 1), in, out, h, w);
+}
+
+int nn_linear_padded(nn_ctx *c, const char *prefix, int xp, int h, int w, int in, int out,
+		     int bias, conv_args *a)
+{
+	char name[512];
+	int wt;
+	if (nn_has_lora(c, prefix)) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "internal: %s has an unfused LoRA and cannot read a "
+			"padded input", prefix);
+		return cu_graph_fail(c->g, CLUNET_ERR_ARGUMENT);
+	}
+	snprintf(name, sizeof(name), "%s.weight", prefix);
+	wt = packed_weight(c, name, 2, out, in, 1, 1);
+	a->bias = bias ? nn_weight(c, NN_W_BIAS, 1, (int64_t[]){ out }, "%s.bias", prefix) : -1;
+	return op_conv1x1_padded(c->g, xp, h, w, wt, out, a);
+}
+
 int nn_linear_geglu(nn_ctx *c, const char *prefix, int x, int in, int out)
 {
 	char name[512];

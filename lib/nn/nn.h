@@ -121,6 +121,13 @@ int nn_linear_geglu(nn_ctx *c, const char *prefix, int x, int in, int out);
 int nn_linear(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, cu_act act);
 /* The same with a full epilogue (residual, output division, activation). */
 int nn_linear_ex(nn_ctx *c, const char *prefix, int x, int in, int out, int bias, conv_args *a);
+/* The linear layer at prefix over h x w pixels can read its input in
+ * conv_pv's padded layout (op_conv1x1_pv_pitch): that pitch, else 0 (not a
+ * conv_pv convolution here, or an unfused LoRA on the layer). */
+int nn_linear_pitch(nn_ctx *c, const char *prefix, int in, int out, int h, int w);
+/* nn_linear_ex over xp [N, in, pitch] in that layout; returns [N, out, h, w]. */
+int nn_linear_padded(nn_ctx *c, const char *prefix, int xp, int h, int w, int in, int out,
+		     int bias, conv_args *a);
 /* nn.GroupNorm(groups, C, eps, affine) at prefix, then act (scale-shift ss optional). */
 int nn_group_norm(nn_ctx *c, const char *prefix, int x, int groups, float eps, int affine,
 		  int ss, cu_act act);

@@ -518,7 +518,54 @@ static const cu_op_impl conv_impl = { .kind = "conv2d", .prepare = conv_prepare 
 static const cu_op_impl conv1x1_impl = { .kind = "conv1x1", .prepare = conv_prepare };
 static const cu_op_impl linear_impl = { .kind = "linear", .prepare = conv_prepare };
 
-/* The conv_pv form of op_conv2d: an optional pad op, then the conv. */
+/* conv_pv's padded input for output pixels oh rows over the padded width pw:
+ * q output positions, planes of ps floats (cs = ps * stride^2 per channel,
+ * the phase planes of a stride-2 conv). Always a padded copy (~1 % of a
+ * layer's time): the tiles may run past the last pixel, and planes a
+ * power-of-two stride apart fall into a few cache sets (a 1x1 conv over 64x64
+ * pixels read in place ran at a third of its speed). */
+static void conv_pv_layout(int oh, int pw, int kh, int kw, int st, int *q, int *ps, int *cs)
+{
+	*q = oh * pw;
+	/* past the last output: the reach of the last tile along the padded
+	 * width (< CONV_PV_TILE) or of the last row tile (its vectors end less than
+	 * CONV_PV_TILE past the last row's start + OW), plus the taps' */
+	*ps = *q + CONV_PV_TILE + ((kh - 1) / st) * pw + (kw - 1) / st;
+	*ps = (*ps + 15) / 16 * 16;
+	if (*ps % 32 == 0) /* an odd number of 64-byte lines between planes */
+		*ps += 16;
+	*cs = *ps * st * st;
+}
+
+/* The conv_pv op over xp, the input in conv_pv's padded layout. */
+static int conv_pv_op(cu_graph *g, int xp, int w, int y, int oc, int kh, int kw,
+		      const conv_args *a, int ic, int pixels, int pw, int q, int ps, int cs, int oct,
+		      int geglu)
+{
+	int in[5] = { xp, w, a->bias, a->bias2, a->res };
+	int opi = cu_graph_op(g, kh * kw == 1 ? &conv1x1_pv_impl : &conv_pv_impl, in, 5, y);
+	cu_op *op;
+	if (opi < 0)
+		return -1;
+	op = &g->ops[opi];
+	op->ip[P_OC] = oc;
+	op->ip[P_KH] = kh;
+	op->ip[P_KW] = kw;
+	op->ip[P_S] = a->stride;
+	op->ip[P_IC] = ic;
+	op->ip[P_ACT] = a->act;
+	op->ip[P_OCT] = oct;
+	op->ip[P_GEGLU] = geglu;
+	op->ip[P_PW] = pw;
+	op->ip[P_CS] = cs;
+	op->ip[P_PS] = ps;
+	op->ip[P_Q] = q;
+	op->fp[0] = a->out_div;
+	op->flops = 2.0 * cu_t(g, y)->ne[0] * oc * (geglu ? 2 : 1) * pixels * (double)ic * kh * kw;
+	return y;
+}
+
+/* The conv_pv form of op_conv2d: a pad op, then the conv. */
 static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int kw,
 			 const conv_args *a, int oh, int ow, int oct, int geglu)
 {
@@ -527,32 +574,16 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 	int ih = xt->ndim == 4 ? (int)xt->ne[2] : 1, iw = xt->ndim == 4 ? (int)xt->ne[3] : 1;
 	int lh = ih * (a->upsample == 1 ? 2 : 1), lw = a->upsample ? 2 * iw - (a->upsample == 2) : iw;
 	int pw = lw + a->pad_l + a->pad_r, ph = lh + a->pad_t + a->pad_b;
-	int cs, ps, q, in[5], opi;
-	int64_t ne[3];
+	int cs, ps, q, xp, opi;
 	if (st == 2) { /* four phase planes of half the (even) padded size */
 		pw = (pw + 1) / 2;
 		ph = (ph + 1) / 2;
 	}
-	/* Always a padded copy (≈ 1 % of a layer's time): the tiles may run past
-	 * the last pixel, and planes a power-of-two stride apart fall into a few
-	 * cache sets (a 1x1 conv over 64x64 pixels read in place ran at a third
-	 * of its speed). */
-	q = oh * pw;
-	/* past the last output: the reach of the last tile along the padded
-	 * width (< CONV_PV_TILE) or of the last row tile (its vectors end less than
-	 * CONV_PV_TILE past the last row's start + OW), plus the taps' */
-	ps = q + CONV_PV_TILE + ((kh - 1) / st) * pw + (kw - 1) / st;
-	ps = (ps + 15) / 16 * 16;
-	if (ps % 32 == 0) /* an odd number of 64-byte lines between planes */
-		ps += 16;
-	cs = ps * st * st;
-	ne[0] = n;
-	ne[1] = ic;
-	ne[2] = cs;
-	in[0] = cu_graph_act(g, 3, ne);
-	if (in[0] < 0)
+	conv_pv_layout(oh, pw, kh, kw, st, &q, &ps, &cs);
+	xp = cu_graph_act(g, 3, (int64_t[]){ n, ic, cs });
+	if (xp < 0)
 		return -1;
-	opi = cu_graph_op(g, &pad_impl, &x, 1, in[0]);
+	opi = cu_graph_op(g, &pad_impl, &x, 1, xp);
 	if (opi < 0)
 		return -1;
 	g->ops[opi].ip[PAD_C] = ic;
@@ -566,31 +597,73 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 	g->ops[opi].ip[PAD_CS] = cs;
 	g->ops[opi].ip[PAD_UPS] = a->upsample;
 	g->ops[opi].ip[PAD_S] = st;
-	in[1] = w;
-	in[2] = a->bias;
-	in[3] = a->bias2;
-	in[4] = a->res;
-	opi = cu_graph_op(g, kh * kw == 1 ? &conv1x1_pv_impl : &conv_pv_impl, in, 5, y);
-	if (opi < 0)
+	return conv_pv_op(g, xp, w, y, oc, kh, kw, a, ic, oh * ow, pw, q, ps, cs, oct, geglu);
+}
+
+/* The weight's panel width (0: the checkpoint's layout), or -1 with an
+ * error if wt is not a 1x1 weight of oc outputs over ic inputs. */
+static int conv1x1_weight_panel(cu_graph *g, int wt, int ic, int oc)
+{
+	const cu_tensor *t = cu_t(g, wt);
+	int oct = t->ndim == 5 ? (int)t->ne[4] : 0;
+	char s1[96];
+	if ((t->ndim != 5 && t->ndim != 4) || t->ne[1] != ic || t->ne[2] != 1 || t->ne[3] != 1 ||
+	    (t->ndim == 5 ? t->ne[0] * oct < oc : t->ne[0] != oc)) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: weight %s is not [%d, %d, 1, 1]",
+			cu_shape_str(t, s1, sizeof(s1)), oc, ic);
 		return -1;
-	{
-		cu_op *op = &g->ops[opi];
-		op->ip[P_OC] = oc;
-		op->ip[P_KH] = kh;
-		op->ip[P_KW] = kw;
-		op->ip[P_S] = st;
-		op->ip[P_IC] = ic;
-		op->ip[P_ACT] = a->act;
-		op->ip[P_OCT] = oct;
-		op->ip[P_GEGLU] = geglu;
-		op->ip[P_PW] = pw;
-		op->ip[P_CS] = cs;
-		op->ip[P_PS] = ps;
-		op->ip[P_Q] = q;
-		op->fp[0] = a->out_div;
-		op->flops = 2.0 * n * oc * (geglu ? 2 : 1) * oh * ow * (double)ic * kh * kw;
 	}
-	return y;
+	return oct;
+}
+
+int op_conv1x1_pv_pitch(cu_graph *g, int wt, int ic, int oc, int h, int w)
+{
+	int oct, q, ps, cs;
+	if (g->status || wt < 0 || h < 1 || w < 1)
+		return 0;
+	oct = conv1x1_weight_panel(g, wt, ic, oc);
+	if (oct < 0 || use_im2col(oc, oct) || !use_pv(g, oct, 1, h * w))
+		return 0;
+	conv_pv_layout(h, w, 1, 1, 1, &q, &ps, &cs);
+	return cs;
+}
+
+int op_conv1x1_padded(cu_graph *g, int xp, int h, int w, int wt, int oc, const conv_args *a)
+{
+	const cu_tensor *xt;
+	int n, ic, oct, q, ps, cs, y;
+	char s1[96], s2[96];
+	if (g->status || xp < 0 || wt < 0)
+		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
+	xt = cu_t(g, xp);
+	n = (int)xt->ne[0];
+	ic = xt->ndim == 3 ? (int)xt->ne[1] : 0;
+	oct = conv1x1_weight_panel(g, wt, ic, oc);
+	if (oct < 0)
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	conv_pv_layout(h, w, 1, 1, 1, &q, &ps, &cs);
+	if (xt->ndim != 3 || xt->ne[2] != cs || op_conv1x1_pv_pitch(g, wt, ic, oc, h, w) != cs ||
+	    a->stride != 1 || a->upsample || (a->pad_t | a->pad_l | a->pad_b | a->pad_r)) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: input %s is not conv_pv's padded layout of "
+			"%d x %d pixels ([N, C, %d]), or the convolution is not one conv_pv runs",
+			cu_shape_str(xt, s1, sizeof(s1)), h, w, cs);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	y = cu_graph_act(g, 4, (int64_t[]){ n, oc, h, w });
+	if (y < 0)
+		return -1;
+	if (a->res >= 0 && cu_numel(cu_t(g, a->res)) != cu_numel(cu_t(g, y))) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: residual %s does not match the output %s",
+			cu_shape_str(cu_t(g, a->res), s1, sizeof(s1)),
+			cu_shape_str(cu_t(g, y), s2, sizeof(s2)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	if (a->bias2 >= 0 && cu_numel(cu_t(g, a->bias2)) != (int64_t)n * oc) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: per-sample bias %s is not [%d, %d]",
+			cu_shape_str(cu_t(g, a->bias2), s1, sizeof(s1)), n, oc);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	return conv_pv_op(g, xp, wt, y, oc, 1, 1, a, ic, h * w, w, q, ps, cs, oct, 0);
 }
 
 int op_conv_geglu(cu_graph *g, int x, int w, int oc, const conv_args *a)

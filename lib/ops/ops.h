@@ -35,6 +35,16 @@ void conv_args_init(conv_args *a, int pad);
  * conv_pack); returns [N, OC, OH, OW] (or [N, OC], or [N, OC, OL]). */
 int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args *a);
 
+/* A producer can write a 1x1, stride-1 convolution's input straight into
+ * the padded layout conv_pv reads ([N][IC][pitch]: each channel's h x w
+ * pixels row after row, then zeros up to pitch), saving the pad copy:
+ * op_conv1x1_pv_pitch gives the pitch for weight wt (oc x ic), or 0 where
+ * conv_pv would not run that convolution; op_conv1x1_padded is op_conv2d
+ * (kh = kw = 1, no padding, stride or resampling) over such an xp,
+ * returning [N, OC, h, w]. */
+int op_conv1x1_pv_pitch(cu_graph *g, int wt, int ic, int oc, int h, int w);
+int op_conv1x1_padded(cu_graph *g, int xp, int h, int w, int wt, int oc, const conv_args *a);
+
 /* diffusers' GEGLU over a 1x1 projection with `oc` outputs: x, gate = the
  * two halves of conv(x); x * gelu(gate), [N, OC/2, H, W]. Folded into the
  * conv's epilogue where the weights are the file's rows (CPU-class devices)
@@ -136,5 +146,12 @@ int op_transpose_into(cu_graph *g, int x, int batch, int rows, int cols, int y);
  * gets the given shape. */
 int op_attention_fused(cu_graph *g, int q, int k, int v, int mask, int heads, int bh, int d, int lq,
 		       int lk, float scale, int out_ndim, const int64_t *out_ne);
+/* The same with query channel rows qp >= lq apart in q ([bh][d][qp]), into
+ * an existing y [bh][d][yp] (rows yp >= lq apart; the yp - lq values after
+ * each row are not written): a pitch that is not a power of two keeps the
+ * rows out of each other's cache sets, and y can be the padded input of the
+ * convolution that follows (conv_pv_pitch). Returns y. */
+int op_attention_fused_into(cu_graph *g, int q, int qp, int k, int v, int mask, int heads, int bh,
+			    int d, int lq, int lk, float scale, int y, int yp);
 
 #endif
