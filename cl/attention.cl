@@ -268,8 +268,32 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 #define QW 16
 #endif
 #define QT CU_CAT(float, QW)
+#define QI CU_CAT(int, QW)
 #define QLOAD CU_CAT(vload, QW)
 #define QSTORE CU_CAT(vstore, QW)
+
+/* 2^x for x <= 0 (a score minus its running maximum), 0 below -125 (so
+ * -inf gives 0): x = n + f with n = round(x) (adding 1.5 * 2^23 leaves n in
+ * the low mantissa bits), |f| <= 1/2, 2^f by a degree-6 polynomial
+ * (relative error under 1.2e-7), times 2^n through the exponent bits. The
+ * library exp2 took ~27 instructions on PoCL (its floor split into two
+ * 256-bit rounds), this 15. */
+static inline QT exp2_neg(QT x)
+{
+	const QT big = (QT)12582912.0f;
+	const QT xc = x > -125.0f ? x : (QT)(-125.0f);
+	const QT t = xc + big, f = xc - (t - big);
+	QT p = (QT)1.5337577e-4f;
+	p = fma(p, f, (QT)1.3399860e-3f);
+	p = fma(p, f, (QT)9.6185198e-3f);
+	p = fma(p, f, (QT)5.5503290e-2f);
+	p = fma(p, f, (QT)2.4022646e-1f);
+	p = fma(p, f, (QT)6.9314718e-1f);
+	p = fma(p, f, (QT)1.0f);
+	const QI n = CU_CAT(as_int, QW)(t) - CU_CAT(as_int, QW)(big);
+	const QT r = CU_CAT(as_float, QW)(CU_CAT(as_int, QW)(p) + (n << 23));
+	return x > -125.0f ? r : (QT)0.0f;
+}
 #endif
 
 #ifdef QLANES
@@ -459,7 +483,7 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 			m[v] = bmax;
 			l[v] *= keep[v];
 			for (int jj = 0; jj < KB; jj++) {
-				s[v][jj] = exp2(s[v][jj] - bmax);
+				s[v][jj] = exp2_neg(s[v][jj] - bmax);
 				l[v] += s[v][jj];
 			}
 		}

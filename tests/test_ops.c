@@ -993,11 +993,13 @@ static void test_attention1d(int n, int ch, int len, int heads)
 
 /* The fused attention kernel against a plain softmax(q k^T / sqrt(d)) v,
  * with q's rows qp >= lq apart (random values past lq, to be ignored) and
- * the output's yp >= lq apart (op_attention_fused_into: zeros past lq). */
-static void test_attention_fused_p(int bh, int d, int lq, int lk, int qp, int yp)
+ * the output's yp >= lq apart (op_attention_fused_into: zeros past lq); q
+ * of standard deviation qs (large: scores hundreds apart, weights that
+ * underflow). */
+static void test_attention_fused_p(int bh, int d, int lq, int lk, int qp, int yp, float qs)
 {
 	harness h;
-	float *q = rnd((size_t)bh * d * qp, 1), *k = rnd((size_t)bh * d * lk, 1);
+	float *q = rnd((size_t)bh * d * qp, qs), *k = rnd((size_t)bh * d * lk, 1);
 	float *v = rnd((size_t)bh * d * lk, 1);
 	double *want = calloc((size_t)bh * d * yp, sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
 	double scale = 1.0 / sqrt((double)d);
@@ -1024,6 +1026,8 @@ static void test_attention_fused_p(int bh, int d, int lq, int lk, int qp, int yp
 		}
 	h_init(&h);
 	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d", bh, d, lq, lk);
+	if (qs != 1.0f)
+		snprintf(what + strlen(what), sizeof(what) - strlen(what), " q x%g", qs);
 	if (qp != lq || yp != lq)
 		snprintf(what + strlen(what), sizeof(what) - strlen(what), " rows %d/%d apart", qp, yp);
 	snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s", forced_note());
@@ -1044,7 +1048,7 @@ static void test_attention_fused_p(int bh, int d, int lq, int lk, int qp, int yp
 
 static void test_attention_fused(int bh, int d, int lq, int lk)
 {
-	test_attention_fused_p(bh, d, lq, lk, lq, lq);
+	test_attention_fused_p(bh, d, lq, lk, lq, lq, 1.0f);
 }
 
 /* ------------------------------------------------------------ layer norm, softmax bias */
@@ -1701,9 +1705,11 @@ int main(int argc, char **argv)
 			test_attention_fused(1, 7, 64, 64);
 			test_attention_fused(1, 40, 16, 5);    /* exactly one query tile, one ragged key block */
 			/* rows a pitch apart (query-lane, key-vector and generic kernels) */
-			test_attention_fused_p(2, 40, 37, 77, 41, 53);
-			test_attention_fused_p(1, 64, 5, 3, 5, 21);
-			test_attention_fused_p(3, 7, 17, 9, 19, 24);
+			test_attention_fused_p(2, 40, 37, 77, 41, 53, 1.0f);
+			test_attention_fused_p(1, 64, 5, 3, 5, 21, 1.0f);
+			test_attention_fused_p(3, 7, 17, 9, 19, 24, 1.0f);
+			/* scores spread over hundreds: the exp's underflow and clamp */
+			test_attention_fused_p(2, 40, 37, 77, 37, 37, 40.0f);
 			test_attention_fused_mask(2, 3, 8, 17, 77);  /* ragged key block */
 			test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
 			test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */
