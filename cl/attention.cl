@@ -7,9 +7,9 @@
  * scores, one rescale of the running sum and accumulators per block, then the
  * weighted values. Scores are never stored. With MASK, mask[b / heads][j] is
  * added to every score of key j (attention masks as additive biases).
- * Query channel e of b starts at q[(b D + e) QP] and output channel e at
- * out[(b D + e) YP]: rows QP, YP >= LQ apart (LQ, or a padded pitch that
- * is not a power of two: rows 16 KB apart share a few cache sets).
+ * Output channel e of b starts at out[(b D + e) YP]: rows YP >= LQ apart
+ * (LQ, or the padded pitch of the convolution that reads them, which is not
+ * a power of two: rows 16 KB apart share a few cache sets).
  * Defines: D (head dim), QB, KB, MASK.
  *
  * transpose_f32: [batch][R][C] -> [batch][C][R]. */
@@ -37,11 +37,11 @@ __kernel void transpose_f32(__global const float *x, uint x_off, __global float 
 __kernel void attention_fused_f32(__global const float *q, uint q_off, __global const float *kt,
 				  uint kt_off, __global const float *vt, uint vt_off,
 				  __global const float *mask, uint m_off, __global float *out,
-				  uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				  uint out_off, int LQ, int YP, int LK, int heads,
 				  float scale)
 {
 	const int i0 = get_global_id(0) * QB, b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * QP;
+	__global const float *qb = q + q_off + (size_t)b * D * LQ;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	float qv[QB][D], acc[QB][D], m[QB], l[QB];
@@ -50,7 +50,7 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 	for (int r = 0; r < QB; r++) {
 		const int i = min(i0 + r, LQ - 1); /* extra rows compute, never store */
 		for (int e = 0; e < D; e++) {
-			qv[r][e] = qb[(size_t)e * QP + i] * scale;
+			qv[r][e] = qb[(size_t)e * LQ + i] * scale;
 			acc[r][e] = 0.0f;
 		}
 		m[r] = -INFINITY;
@@ -137,11 +137,11 @@ __kernel void attention_fused_f32(__global const float *q, uint q_off, __global 
 __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __global const float *k,
 				    uint k_off, __global const float *vt, uint vt_off,
 				    __global const float *mask, uint m_off, __global float *out,
-				    uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				    uint out_off, int LQ, int YP, int LK, int heads,
 				    float scale)
 {
 	const int i0 = get_global_id(0) * QB, b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * QP;
+	__global const float *qb = q + q_off + (size_t)b * D * LQ;
 	__global const float *kb = k + k_off + (size_t)b * D * LK;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	float qv[QB][D], m[QB], l[QB];
@@ -151,7 +151,7 @@ __kernel void attention_fused_v_f32(__global const float *q, uint q_off, __globa
 	for (int r = 0; r < QB; r++) {
 		const int i = min(i0 + r, LQ - 1);
 		for (int e = 0; e < D; e++)
-			qv[r][e] = qb[(size_t)e * QP + i] * scale;
+			qv[r][e] = qb[(size_t)e * LQ + i] * scale;
 		#pragma unroll
 		for (int c = 0; c < NV; c++)
 			acc[r][c] = 0.0f;
@@ -300,11 +300,11 @@ static inline QT exp2_neg(QT x)
 __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __global const float *kt,
 				    uint kt_off, __global const float *vt, uint vt_off,
 				    __global const float *mask, uint m_off, __global float *out,
-				    uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				    uint out_off, int LQ, int YP, int LK, int heads,
 				    float scale)
 {
 	const int i0 = min((int)get_global_id(0) * QW * QV, LQ - QW * QV), b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * QP + i0;
+	__global const float *qb = q + q_off + (size_t)b * D * LQ + i0;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	QT acc[QV][D], m[QV], l[QV];
@@ -333,7 +333,7 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 			QT qe[QV];
 			#pragma unroll
 			for (int u = 0; u < QV; u++)
-				qe[u] = QLOAD(u, qb + (size_t)e * QP);
+				qe[u] = QLOAD(u, qb + (size_t)e * LQ);
 			#pragma unroll
 			for (int jj = 0; jj < KB; jj++) {
 				const QT kv = (QT)(kj[jj][e]);
@@ -409,11 +409,11 @@ __kernel void attention_fused_q_f32(__global const float *q, uint q_off, __globa
 __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __global const float *kt,
 				     uint kt_off, __global const float *vt, uint vt_off,
 				     __global const float *mask, uint m_off, __global float *out,
-				     uint out_off, int LQ, int QP, int YP, int LK, int heads,
+				     uint out_off, int LQ, int YP, int LK, int heads,
 				     float scale)
 {
 	const int i0 = min((int)get_global_id(0) * QW * QV, LQ - QW * QV), b = get_global_id(1);
-	__global const float *qb = q + q_off + (size_t)b * D * QP + i0;
+	__global const float *qb = q + q_off + (size_t)b * D * LQ + i0;
 	__global const float *kb = kt + kt_off + (size_t)b * LK * D;
 	__global const float *vb = vt + vt_off + (size_t)b * LK * D;
 	QT qv[QV][D], acc[QV][D], s[QV][KB], m[QV], l[QV];
@@ -421,7 +421,7 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 	#pragma unroll
 	for (int v = 0; v < QV; v++) {
 		for (int e = 0; e < D; e++) {
-			qv[v][e] = QLOAD(0, qb + (size_t)e * QP + v * QW);
+			qv[v][e] = QLOAD(0, qb + (size_t)e * LQ + v * QW);
 			acc[v][e] = 0.0f;
 		}
 		m[v] = (QT)(-INFINITY);

@@ -992,26 +992,25 @@ static void test_attention1d(int n, int ch, int len, int heads)
 }
 
 /* The fused attention kernel against a plain softmax(q k^T / sqrt(d)) v,
- * with q's rows qp >= lq apart (random values past lq, to be ignored) and
- * the output's yp >= lq apart (op_attention_fused_into: zeros past lq); q
- * of standard deviation qs (large: scores hundreds apart, weights that
- * underflow). */
-static void test_attention_fused_p(int bh, int d, int lq, int lk, int qp, int yp, float qs)
+ * into an output whose rows are yp >= lq apart (op_attention_fused_into:
+ * zeros past lq); q of standard deviation qs (large: scores hundreds apart,
+ * weights that underflow). */
+static void test_attention_fused_p(int bh, int d, int lq, int lk, int yp, float qs)
 {
 	harness h;
-	float *q = rnd((size_t)bh * d * qp, qs), *k = rnd((size_t)bh * d * lk, 1);
+	float *q = rnd((size_t)bh * d * lq, qs), *k = rnd((size_t)bh * d * lk, 1);
 	float *v = rnd((size_t)bh * d * lk, 1);
 	double *want = calloc((size_t)bh * d * yp, sizeof(double)), *s = malloc((size_t)lk * sizeof(double));
 	double scale = 1.0 / sqrt((double)d);
 	char what[160];
-	int qt, y;
+	int qt, kt, vt, y;
 	for (int b = 0; b < bh; b++)
 		for (int i = 0; i < lq; i++) {
 			double m = -INFINITY, sum = 0;
 			for (int j = 0; j < lk; j++) {
 				double dot = 0;
 				for (int e = 0; e < d; e++)
-					dot += (double)q[((size_t)b * d + e) * qp + i] * k[((size_t)b * d + e) * lk + j];
+					dot += (double)q[((size_t)b * d + e) * lq + i] * k[((size_t)b * d + e) * lk + j];
 				s[j] = dot * (double)(float)scale;
 				m = fmax(m, s[j]);
 			}
@@ -1028,27 +1027,38 @@ static void test_attention_fused_p(int bh, int d, int lq, int lk, int qp, int yp
 	snprintf(what, sizeof(what), "attention_fused bh%d d%d lq%d lk%d", bh, d, lq, lk);
 	if (qs != 1.0f)
 		snprintf(what + strlen(what), sizeof(what) - strlen(what), " q x%g", qs);
-	if (qp != lq || yp != lq)
-		snprintf(what + strlen(what), sizeof(what) - strlen(what), " rows %d/%d apart", qp, yp);
+	if (yp != lq)
+		snprintf(what + strlen(what), sizeof(what) - strlen(what), " rows %d apart", yp);
 	snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s", forced_note());
-	qt = h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * qp });
-	if (qp == lq && yp == lq)
-		y = op_attention_fused(h.g, qt, h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
-				       h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), -1, 1, bh,
-				       d, lq, lk, (float)scale, 3, (int64_t[]){ bh, d, lq });
-	else
-		y = op_attention_fused_into(h.g, qt, qp,
-					    h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk }),
-					    h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk }), -1, 1,
-					    bh, d, lq, lk, (float)scale,
+	qt = h_input(&h, q, 1, (int64_t[]){ (int64_t)bh * d * lq });
+	kt = h_input(&h, k, 1, (int64_t[]){ (int64_t)bh * d * lk });
+	vt = h_input(&h, v, 1, (int64_t[]){ (int64_t)bh * d * lk });
+	if (yp == lq)
+		y = op_attention_fused(h.g, qt, kt, vt, -1, 1, bh, d, lq, lk, (float)scale, 3,
+				       (int64_t[]){ bh, d, lq });
+	else {
+		/* an output whose rows are closer than lq: a named error */
+		cu_graph *g = cu_graph_new(rt);
+		int gq = cu_graph_input(g, 0, CU_F32, 1, (int64_t[]){ (int64_t)bh * d * lq });
+		int gk = cu_graph_input(g, 1, CU_F32, 1, (int64_t[]){ (int64_t)bh * d * lk });
+		int gv = cu_graph_input(g, 2, CU_F32, 1, (int64_t[]){ (int64_t)bh * d * lk });
+		CHECK(op_attention_fused_into(g, gq, gk, gv, -1, 1, bh, d, lq, lk, (float)scale,
+					      cu_graph_act(g, 3, (int64_t[]){ bh, d, lq - 1 }),
+					      lq - 1) < 0 &&
+			      strstr(clunet_last_error(), "queries"),
+		      "attention_fused_into: rows %d apart for %d queries were not refused (%s)",
+		      lq - 1, lq, clunet_last_error());
+		cu_graph_free(g);
+		y = op_attention_fused_into(h.g, qt, kt, vt, -1, 1, bh, d, lq, lk, (float)scale,
 					    cu_graph_act(h.g, 3, (int64_t[]){ bh, d, yp }), yp);
+	}
 	h_check(&h, y, want, (size_t)bh * d * yp, 1e-5, what);
 	free(q), free(k), free(v), free(want), free(s);
 }
 
 static void test_attention_fused(int bh, int d, int lq, int lk)
 {
-	test_attention_fused_p(bh, d, lq, lk, lq, lq, 1.0f);
+	test_attention_fused_p(bh, d, lq, lk, lq, 1.0f);
 }
 
 /* ------------------------------------------------------------ layer norm, softmax bias */
@@ -1704,12 +1714,12 @@ int main(int argc, char **argv)
 			test_attention_fused(2, 160, 19, 33);  /* key blocks of 8 (large d) */
 			test_attention_fused(1, 7, 64, 64);
 			test_attention_fused(1, 40, 16, 5);    /* exactly one query tile, one ragged key block */
-			/* rows a pitch apart (query-lane, key-vector and generic kernels) */
-			test_attention_fused_p(2, 40, 37, 77, 41, 53, 1.0f);
-			test_attention_fused_p(1, 64, 5, 3, 5, 21, 1.0f);
-			test_attention_fused_p(3, 7, 17, 9, 19, 24, 1.0f);
+			/* output rows a pitch apart (query-lane, key-vector and generic kernels) */
+			test_attention_fused_p(2, 40, 37, 77, 53, 1.0f);
+			test_attention_fused_p(1, 64, 5, 3, 21, 1.0f);
+			test_attention_fused_p(3, 7, 17, 9, 24, 1.0f);
 			/* scores spread over hundreds: the exp's underflow and clamp */
-			test_attention_fused_p(2, 40, 37, 77, 37, 37, 40.0f);
+			test_attention_fused_p(2, 40, 37, 77, 37, 40.0f);
 			test_attention_fused_mask(2, 3, 8, 17, 77);  /* ragged key block */
 			test_attention_fused_mask(3, 2, 7, 9, 33);   /* generic kernel (d not a multiple of 4) */
 			test_attention_fused_mask(2, 4, 40, 37, 16); /* one full key block */

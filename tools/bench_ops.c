@@ -277,7 +277,7 @@ static void bench_attention(const attn_shape *s, cu_rng *r)
 	qt = cu_graph_input(g, 0, CU_F32, 3, (int64_t[]){ s->bh, s->d, s->lq });
 	kt = cu_graph_input(g, 1, CU_F32, 3, (int64_t[]){ s->bh, s->d, s->lk });
 	vt = cu_graph_input(g, 2, CU_F32, 3, (int64_t[]){ s->bh, s->d, s->lk });
-	y = op_attention_fused_into(g, qt, s->lq, kt, vt, -1, 1, s->bh, s->d, s->lq, s->lk,
+	y = op_attention_fused_into(g, qt, kt, vt, -1, 1, s->bh, s->d, s->lq, s->lk,
 				    1.0f / sqrtf((float)s->d),
 				    cu_graph_act(g, 3, (int64_t[]){ s->bh, s->d, yp }), yp);
 	if (y >= 0) {

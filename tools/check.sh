@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: builds clunet twice (optimised, and with AddressSanitizer
-# and UndefinedBehaviorSanitizer) and runs the whole suite on both.
+# and UndefinedBehaviorSanitizer) and runs the suite on both (the sanitised
+# build without the slow and impl suites, see below), then the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for dir in build build-asan; do

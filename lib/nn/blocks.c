@@ -331,7 +331,7 @@ int nn_attention(nn_ctx *c, const char *prefix, int x, int ctx, int mask, int re
 			: 0;
 	if (pitch) {
 		o = cu_graph_act(c->g, 3, (int64_t[]){ n, inner, pitch });
-		o = op_attention_fused_into(c->g, q, lq, k, v, mask, heads, n * heads, d, lq, lk,
+		o = op_attention_fused_into(c->g, q, k, v, mask, heads, n * heads, d, lq, lk,
 					    (float)(1.0 / sqrt((double)d)), o, pitch);
 		return nn_linear_padded(c, p, o, hh, ww, inner, ch, 1, &ca);
 	}

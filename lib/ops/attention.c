@@ -47,7 +47,7 @@ int op_transpose_into(cu_graph *g, int x, int batch, int rows, int cols, int y)
 	return y;
 }
 
-enum { P_BH, P_D, P_LQ, P_LK, P_QB, P_VE, P_HEADS, P_QP, P_YP };
+enum { P_BH, P_D, P_LQ, P_LK, P_QB, P_VE, P_HEADS, P_YP };
 
 /* The vector width along the head dimension for the SIMD kernel, 0 if none fits. */
 static int head_vector_width(int d)
@@ -129,9 +129,8 @@ static clunet_status fused_prepare(cu_plan *p, cu_op *op)
 		st = cu_op_kernel(p, op, "attention.cl", opts, "attention_fused_f32");
 	}
 	if (!st)
-		st = cu_set_args(p, op, "tttttiiiiif", op->in[0], op->in[1], op->in[2], op->in[3],
-				 op->out, ip[P_LQ], ip[P_QP], ip[P_YP], ip[P_LK], ip[P_HEADS],
-				 (double)op->fp[0]);
+		st = cu_set_args(p, op, "tttttiiiif", op->in[0], op->in[1], op->in[2], op->in[3],
+				 op->out, ip[P_LQ], ip[P_YP], ip[P_LK], ip[P_HEADS], (double)op->fp[0]);
 	cu_op_range(op, 2, (size_t)(ip[P_LQ] + ip[P_QB] - 1) / (size_t)ip[P_QB], (size_t)ip[P_BH], 1);
 	if (p->rt->is_cpu) {
 		op->use_lws = 1;
@@ -201,19 +200,19 @@ int op_attention_fused(cu_graph *g, int q, int k, int v, int mask, int heads, in
 		cu_fail(CLUNET_ERR_ARGUMENT, "attention: output shape does not hold the result");
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
-	return op_attention_fused_into(g, q, lq, k, v, mask, heads, bh, d, lq, lk, scale, y, lq);
+	return op_attention_fused_into(g, q, k, v, mask, heads, bh, d, lq, lk, scale, y, lq);
 }
 
-int op_attention_fused_into(cu_graph *g, int q, int qp, int k, int v, int mask, int heads, int bh,
-			    int d, int lq, int lk, float scale, int y, int yp)
+int op_attention_fused_into(cu_graph *g, int q, int k, int v, int mask, int heads, int bh, int d,
+			    int lq, int lk, float scale, int y, int yp)
 {
 	int in[4], opi, ve;
 	if (g->status || q < 0 || k < 0 || v < 0 || y < 0)
 		return cu_graph_fail(g, g->status ? g->status : CLUNET_ERR_ARGUMENT);
-	if (qp < lq || yp < lq || cu_numel(cu_t(g, q)) != (int64_t)bh * d * qp ||
+	if (yp < lq || cu_numel(cu_t(g, q)) != (int64_t)bh * d * lq ||
 	    cu_numel(cu_t(g, y)) != (int64_t)bh * d * yp) {
 		cu_fail(CLUNET_ERR_ARGUMENT, "attention: q and the output do not hold %d heads of %d "
-			"rows of %d queries %d and %d apart", bh, d, lq, qp, yp);
+			"rows of %d queries (the output's %d apart)", bh, d, lq, yp);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
 	if (cu_numel(cu_t(g, k)) != (int64_t)bh * d * lk ||
@@ -249,7 +248,6 @@ int op_attention_fused_into(cu_graph *g, int q, int qp, int k, int v, int mask, 
 	g->ops[opi].ip[P_LK] = lk;
 	g->ops[opi].ip[P_VE] = ve;
 	g->ops[opi].ip[P_HEADS] = heads;
-	g->ops[opi].ip[P_QP] = qp;
 	g->ops[opi].ip[P_YP] = yp;
 	/* queries per work-item: enough to share each load, few enough for registers */
 	g->ops[opi].ip[P_QB] = ve ? (d <= 32 ? 8 : d <= 64 ? 4 : 2) : (d <= 64 ? 4 : d <= 128 ? 2 : 1);

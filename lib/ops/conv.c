@@ -518,6 +518,40 @@ static const cu_op_impl conv_impl = { .kind = "conv2d", .prepare = conv_prepare 
 static const cu_op_impl conv1x1_impl = { .kind = "conv1x1", .prepare = conv_prepare };
 static const cu_op_impl linear_impl = { .kind = "linear", .prepare = conv_prepare };
 
+/* The panel width of weight wt for oc x ic x kh x kw convolutions: packed
+ * [OC/oct][IC][KH][KW][oct] gives oct, the checkpoint's [OC][IC][KH][KW] 0;
+ * anything else -1. */
+static int conv_weight_panel(cu_graph *g, int wt, int ic, int oc, int kh, int kw)
+{
+	const cu_tensor *t = cu_t(g, wt);
+	int oct = t->ndim == 5 ? (int)t->ne[4] : 0;
+	if ((t->ndim != 5 && t->ndim != 4) || t->ne[1] != ic || t->ne[2] != kh || t->ne[3] != kw ||
+	    (t->ndim == 5 ? t->ne[0] * oct < oc : t->ne[0] != oc))
+		return -1;
+	return oct;
+}
+
+/* The epilogue's residual (y's size) and per-sample bias ([n, oc]) against
+ * the output y: 0, or -1 with the graph failed and an error naming the one
+ * that does not fit (op: the op's name in it). */
+static int conv_check_epilogue(cu_graph *g, const char *op, const conv_args *a, int y, int n,
+			       int oc)
+{
+	char s1[96], s2[96];
+	if (a->res >= 0 && cu_numel(cu_t(g, a->res)) != cu_numel(cu_t(g, y))) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "%s: residual %s does not match the output %s", op,
+			cu_shape_str(cu_t(g, a->res), s1, sizeof(s1)),
+			cu_shape_str(cu_t(g, y), s2, sizeof(s2)));
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	if (a->bias2 >= 0 && cu_numel(cu_t(g, a->bias2)) != (int64_t)n * oc) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "%s: per-sample bias %s is not [%d, %d]", op,
+			cu_shape_str(cu_t(g, a->bias2), s1, sizeof(s1)), n, oc);
+		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
+	return 0;
+}
+
 /* conv_pv's padded input for output pixels oh rows over the padded width pw:
  * q output positions, planes of ps floats (cs = ps * stride^2 per channel,
  * the phase planes of a stride-2 conv). Always a padded copy (~1 % of a
@@ -600,28 +634,12 @@ static int conv_pv_graph(cu_graph *g, int x, int w, int y, int oc, int kh, int k
 	return conv_pv_op(g, xp, w, y, oc, kh, kw, a, ic, oh * ow, pw, q, ps, cs, oct, geglu);
 }
 
-/* The weight's panel width (0: the checkpoint's layout), or -1 with an
- * error if wt is not a 1x1 weight of oc outputs over ic inputs. */
-static int conv1x1_weight_panel(cu_graph *g, int wt, int ic, int oc)
-{
-	const cu_tensor *t = cu_t(g, wt);
-	int oct = t->ndim == 5 ? (int)t->ne[4] : 0;
-	char s1[96];
-	if ((t->ndim != 5 && t->ndim != 4) || t->ne[1] != ic || t->ne[2] != 1 || t->ne[3] != 1 ||
-	    (t->ndim == 5 ? t->ne[0] * oct < oc : t->ne[0] != oc)) {
-		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: weight %s is not [%d, %d, 1, 1]",
-			cu_shape_str(t, s1, sizeof(s1)), oc, ic);
-		return -1;
-	}
-	return oct;
-}
-
 int op_conv1x1_pv_pitch(cu_graph *g, int wt, int ic, int oc, int h, int w)
 {
 	int oct, q, ps, cs;
 	if (g->status || wt < 0 || h < 1 || w < 1)
 		return 0;
-	oct = conv1x1_weight_panel(g, wt, ic, oc);
+	oct = conv_weight_panel(g, wt, ic, oc, 1, 1);
 	if (oct < 0 || use_im2col(oc, oct) || !use_pv(g, oct, 1, h * w))
 		return 0;
 	conv_pv_layout(h, w, 1, 1, 1, &q, &ps, &cs);
@@ -638,31 +656,23 @@ int op_conv1x1_padded(cu_graph *g, int xp, int h, int w, int wt, int oc, const c
 	xt = cu_t(g, xp);
 	n = (int)xt->ne[0];
 	ic = xt->ndim == 3 ? (int)xt->ne[1] : 0;
-	oct = conv1x1_weight_panel(g, wt, ic, oc);
-	if (oct < 0)
+	oct = conv_weight_panel(g, wt, ic, oc, 1, 1);
+	if (oct < 0) {
+		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: weight %s is not [%d, %d, 1, 1]",
+			cu_shape_str(cu_t(g, wt), s1, sizeof(s1)), oc, ic);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
+	}
 	conv_pv_layout(h, w, 1, 1, 1, &q, &ps, &cs);
 	if (xt->ndim != 3 || xt->ne[2] != cs || op_conv1x1_pv_pitch(g, wt, ic, oc, h, w) != cs ||
 	    a->stride != 1 || a->upsample || (a->pad_t | a->pad_l | a->pad_b | a->pad_r)) {
 		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: input %s is not conv_pv's padded layout of "
 			"%d x %d pixels ([N, C, %d]), or the convolution is not one conv_pv runs",
-			cu_shape_str(xt, s1, sizeof(s1)), h, w, cs);
+			cu_shape_str(xt, s2, sizeof(s2)), h, w, cs);
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
 	y = cu_graph_act(g, 4, (int64_t[]){ n, oc, h, w });
-	if (y < 0)
+	if (y < 0 || conv_check_epilogue(g, "conv1x1", a, y, n, oc) < 0)
 		return -1;
-	if (a->res >= 0 && cu_numel(cu_t(g, a->res)) != cu_numel(cu_t(g, y))) {
-		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: residual %s does not match the output %s",
-			cu_shape_str(cu_t(g, a->res), s1, sizeof(s1)),
-			cu_shape_str(cu_t(g, y), s2, sizeof(s2)));
-		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
-	}
-	if (a->bias2 >= 0 && cu_numel(cu_t(g, a->bias2)) != (int64_t)n * oc) {
-		cu_fail(CLUNET_ERR_ARGUMENT, "conv1x1: per-sample bias %s is not [%d, %d]",
-			cu_shape_str(cu_t(g, a->bias2), s1, sizeof(s1)), n, oc);
-		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
-	}
 	return conv_pv_op(g, xp, wt, y, oc, 1, 1, a, ic, h * w, w, q, ps, cs, oct, 0);
 }
 
@@ -728,10 +738,8 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
 	}
 	ic = (int)xt->ne[1];
-	/* packed [OC/oct][IC][KH][KW][oct], or the checkpoint's [OC][IC][KH][KW] (oct 0) */
-	oct = wt->ndim == 5 ? (int)wt->ne[4] : 0;
-	if ((wt->ndim != 5 && wt->ndim != 4) || wt->ne[1] != ic || wt->ne[2] != kh ||
-	    wt->ne[3] != kw || (wt->ndim == 5 ? wt->ne[0] * oct < oc : wt->ne[0] != oc)) {
+	oct = conv_weight_panel(g, w, ic, oc, kh, kw);
+	if (oct < 0) {
 		cu_fail(CLUNET_ERR_ARGUMENT,
 			"conv2d: weight %s does not fit input %s with %d outputs",
 			cu_shape_str(wt, s1, sizeof(s1)), cu_shape_str(xt, s2, sizeof(s2)), oc);
@@ -755,17 +763,8 @@ int op_conv2d(cu_graph *g, int x, int w, int oc, int kh, int kw, const conv_args
 	if (y < 0)
 		return -1;
 	xt = cu_t(g, x); /* the tensor array may have moved */
-	if (a->res >= 0 && cu_numel(cu_t(g, a->res)) != cu_numel(cu_t(g, y))) {
-		cu_fail(CLUNET_ERR_ARGUMENT, "conv2d: residual %s does not match the output %s",
-			cu_shape_str(cu_t(g, a->res), s1, sizeof(s1)),
-			cu_shape_str(cu_t(g, y), s2, sizeof(s2)));
-		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
-	}
-	if (a->bias2 >= 0 && cu_numel(cu_t(g, a->bias2)) != xt->ne[0] * oc) {
-		cu_fail(CLUNET_ERR_ARGUMENT, "conv2d: per-sample bias %s is not [%lld, %d]",
-			cu_shape_str(cu_t(g, a->bias2), s1, sizeof(s1)), (long long)xt->ne[0], oc);
-		return cu_graph_fail(g, CLUNET_ERR_ARGUMENT);
-	}
+	if (conv_check_epilogue(g, "conv2d", a, y, (int)xt->ne[0], oc) < 0)
+		return -1;
 	if (use_im2col(oc, oct))
 		return conv_im2col_graph(g, x, w, y, oc, kh, kw, a, oh, ow, oct);
 	if (use_pv(g, oct, a->stride, oh * (iw + a->pad_l + a->pad_r)))

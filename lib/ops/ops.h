@@ -146,12 +146,11 @@ int op_transpose_into(cu_graph *g, int x, int batch, int rows, int cols, int y);
  * gets the given shape. */
 int op_attention_fused(cu_graph *g, int q, int k, int v, int mask, int heads, int bh, int d, int lq,
 		       int lk, float scale, int out_ndim, const int64_t *out_ne);
-/* The same with query channel rows qp >= lq apart in q ([bh][d][qp]), into
- * an existing y [bh][d][yp] (rows yp >= lq apart; the yp - lq values after
- * each row are not written): a pitch that is not a power of two keeps the
- * rows out of each other's cache sets, and y can be the padded input of the
- * convolution that follows (conv_pv_pitch). Returns y. */
-int op_attention_fused_into(cu_graph *g, int q, int qp, int k, int v, int mask, int heads, int bh,
-			    int d, int lq, int lk, float scale, int y, int yp);
+/* The same into an existing y [bh][d][yp], rows yp >= lq apart with zeros
+ * after each: y can be the padded input of the convolution that follows
+ * (op_conv1x1_pv_pitch), whose pitch, not a power of two, also keeps the
+ * rows out of each other's cache sets. Returns y. */
+int op_attention_fused_into(cu_graph *g, int q, int k, int v, int mask, int heads, int bh, int d,
+			    int lq, int lk, float scale, int y, int yp);
 
 #endif
