@@ -420,16 +420,16 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 	const float scale2 = scale * M_LOG2E_F; /* scores in base 2: exp2 is the cheaper exp */
 	#pragma unroll
 	for (int v = 0; v < QV; v++) {
-		for (int e = 0; e < D; e++) {
-			qv[v][e] = QLOAD(0, qb + (size_t)e * LQ + v * QW);
-			acc[v][e] = 0.0f;
-		}
 		m[v] = (QT)(-INFINITY);
 		l[v] = 0.0f;
 	}
 	for (int j0 = 0; j0 < LK; j0 += KB) {
 		/* scores, CK keys x QV query vectors at a time */
 		for (int jc = 0; jc < KB; jc += CK) {
+			/* the first chunk reads the queries from global memory and keeps a
+			 * private copy: their loads (rows LQ apart, each on its own page: a
+			 * miss each) overlap that chunk's FMAs instead of stalling before it */
+			const int first = (j0 | jc) == 0;
 			QT a[QV][CK];
 			__global const float *kj[CK];
 			#pragma unroll
@@ -442,8 +442,14 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 			for (int e = 0; e < D; e++) {
 				QT x[QV];
 				#pragma unroll
-				for (int v = 0; v < QV; v++)
-					x[v] = qv[v][e];
+				for (int v = 0; v < QV; v++) {
+					if (first) {
+						x[v] = QLOAD(0, qb + (size_t)e * LQ + v * QW);
+						qv[v][e] = x[v];
+					} else {
+						x[v] = qv[v][e];
+					}
+				}
 				#pragma unroll
 				for (int t = 0; t < CK; t++) {
 					const QT kv = (QT)(kj[t][e]);
@@ -494,7 +500,8 @@ __kernel void attention_fused_qb_f32(__global const float *q, uint q_off, __glob
 			for (int c = 0; c < CE; c++)
 				#pragma unroll
 				for (int v = 0; v < QV; v++)
-					o[v][c] = e0 + c < D ? acc[v][min(e0 + c, D - 1)] * keep[v] : (QT)0.0f;
+					o[v][c] = e0 + c < D && j0 ? acc[v][min(e0 + c, D - 1)] * keep[v]
+								   : (QT)0.0f; /* acc unset before */
 			/* keys past the end weigh exactly 0: not visited */
 			__global const float *vj = vb + (size_t)j0 * D + e0;
 			for (int jj = 0; jj < min(KB, LK - j0); jj++, vj += D) {
